@@ -1,0 +1,1 @@
+"""Runners: one interface over every inference backend (see base.py)."""

@@ -1,0 +1,35 @@
+"""ONNX Runtime runner (CPU execution provider)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from .base import Runner
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxruntime"
+
+    def __init__(self, model: str | Path | bytes, threads: int | None = None,
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: ORT's warnings are not actionable for users
+        if threads:
+            options.intra_op_num_threads = threads
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(source, options, providers=list(providers))
+        except Exception as exc:  # ORT raises its own exception types for corrupt/invalid files
+            what = "the ONNX model" if isinstance(model, bytes) else f"'{model}'"
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
+            raise UsageError(f"ONNX Runtime cannot load {what}: {first}",
+                             "the file is corrupt or not an ONNX model; re-export it") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]

@@ -1,0 +1,305 @@
+"""The `cnnx` command line: parse options, call the library, render a table or JSON.
+
+Exit codes: 0 ok, 1 a check failed, 2 bad input or usage, 3 a required backend is unavailable,
+4 an internal error (a bug: please report it with the --debug traceback)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import CheckFailed, CnnxError, UsageError
+
+# Rich wraps at 80 columns when output is not a terminal; tables of model names need more.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+class CnnxGroup(click.Group):
+    """Turns CnnxError into a message and an exit code; a traceback only with --debug."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CnnxError as exc:
+            if ctx.params.get("debug"):
+                raise
+            err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+            if exc.hint:
+                err_console.print(f"[yellow]hint:[/] {exc.hint}", markup=True, highlight=False)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
+            if ctx.params.get("debug"):
+                raise
+            err_console.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {exc}\n"
+                              "run again with `cnnx --debug ...` for the traceback and report it",
+                              markup=True, highlight=False)
+            ctx.exit(4)
+
+
+def emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+@click.group(cls=CnnxGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="cnnx")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Export, verify, measure and deploy the classic CNNs."""
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(as_json: bool) -> None:
+    """List the model zoo with reference parameter counts and GMACs."""
+    from .models.registry import list_models
+
+    specs = list_models()
+    if as_json:
+        emit_json([s.to_dict() for s in specs])
+        return
+    table = Table(title="cnnx model zoo")
+    for column, justify in (("name", "left"), ("family", "left"), ("params", "right"),
+                            ("GMACs", "right"), ("input", "right"), ("checkpoint", "left")):
+        table.add_column(column, justify=justify)
+    for s in specs:
+        table.add_row(s.name, s.family, f"{s.params / 1e6:.2f} M", f"{s.gmacs:.3f}",
+                      f"{s.input_size}", s.checkpoint or "-")
+    console.print(table)
+
+
+@cli.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info_cmd(name: str, as_json: bool) -> None:
+    """Show a model's spec and per-stage output shapes at its native input size."""
+    from .inspect import stage_shapes
+    from .models.registry import get_spec
+
+    spec = get_spec(name)
+    shapes = stage_shapes(spec.builder(), spec)
+    if as_json:
+        emit_json({**spec.to_dict(), "stages": [{"name": n, "shape": list(s)} for n, s in shapes]})
+        return
+    pre = spec.preprocess
+    console.print(f"[bold]{spec.name}[/] - {spec.family}: {spec.variant}")
+    console.print(f"paper: {spec.paper}")
+    console.print(f"params: {spec.params:,} (inference graph)"
+                  + (f" + {spec.aux_params:,} in auxiliary heads (training only)" if spec.has_aux else ""))
+    console.print(f"GMACs: {spec.gmacs:.3f} at 1x{'x'.join(map(str, spec.input_shape))}")
+    console.print(f"preprocessing: resize {pre.resize} ({pre.interpolation}), center-crop {pre.crop}, "
+                  f"mean {pre.mean}, std {pre.std}")
+    console.print(f"checkpoints: {spec.checkpoint or 'none public; seeded initialisation'}")
+    table = Table(title="stages")
+    table.add_column("stage")
+    table.add_column("output shape", justify="right")
+    for stage, shape in shapes:
+        table.add_row(stage, "x".join(map(str, shape)))
+    console.print(table)
+
+
+def threshold_options(fn):
+    """Options that override the default parity thresholds of every artifact checked."""
+    for flag, help_text in (
+        ("--max-rel", "Fail when max |diff| / max |reference| exceeds this."),
+        ("--min-cosine", "Fail when the lowest per-sample cosine similarity is below this."),
+        ("--min-sqnr", "Fail when SQNR (dB) is below this."),
+        ("--min-top1", "Fail when top-1 agreement (0..1) is below this."),
+        ("--min-top5", "Fail when top-5 overlap (0..1) is below this."),
+    ):
+        fn = click.option(flag, type=float, default=None, help=help_text)(fn)
+    return fn
+
+
+def thresholds_from(options: dict, precision: str):
+    """The default thresholds of `precision`, with any command-line overrides applied."""
+    from dataclasses import replace
+
+    from .parity import DEFAULT_THRESHOLDS
+
+    overrides = {"max_rel": options.get("max_rel"), "min_cosine": options.get("min_cosine"),
+                 "min_sqnr_db": options.get("min_sqnr"), "min_top1": options.get("min_top1"),
+                 "min_top5": options.get("min_top5")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return replace(DEFAULT_THRESHOLDS[precision], **overrides) if overrides else None
+
+
+class StageProgress:
+    """A spinner on stderr naming the current stage (stdout stays clean for --json)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and err_console.is_terminal
+        self.status = err_console.status("") if self.enabled else None
+        self.quiet = not enabled
+
+    def __enter__(self):
+        if self.status:
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.status:
+            self.status.__exit__(*exc)
+
+    def __call__(self, stage: str) -> None:
+        if self.status:
+            self.status.update(stage)
+        elif not self.quiet:
+            err_console.print(f"[dim]- {stage}[/]", highlight=False)
+
+
+def parse_precisions(fp16: bool, precision: str | None) -> tuple[str, ...]:
+    if precision:
+        return tuple(p.strip() for p in precision.split(",") if p.strip())
+    return ("fp16",) if fp16 else ("fp32",)
+
+
+def render_exports(results, as_json: bool) -> None:
+    from .backends.tensorrt import unavailable_reason
+    from .reports import parity_table
+
+    trt_reason = unavailable_reason()
+    if as_json:
+        emit_json({"artifacts": [{"path": str(r.path), "manifest": r.manifest} for r in results],
+                   "tensorrt": {"built": False, "reason": trt_reason or "engine builds are not wired yet"}})
+        return
+    table = Table(title="artifacts")
+    for column in ("file", "precision", "size", "nodes", "kept fp32", "parity"):
+        table.add_column(column, justify="right" if column in ("size", "nodes", "kept fp32") else "left")
+    for r in results:
+        m = r.manifest
+        kept = m["precision_details"].get("fp32_node_count", "-")
+        verdict = {True: "[green]PASS[/]", False: "[bold red]FAIL[/]", None: "not checked"}[r.passed]
+        table.add_row(str(r.path), m["precision"], f"{m['artifact_bytes'] / 2**20:.1f} MiB",
+                      f"{m['nodes']['exported']} -> {m['nodes']['artifact']}", str(kept), verdict)
+    console.print(table)
+    checked = [r.check for r in results if r.check is not None]
+    if checked:
+        console.print(parity_table(checked))
+        for check in checked:
+            for failure in check.failures:
+                console.print(f"[red]{check.artifact}: {failure}[/]", highlight=False)
+    if trt_reason:
+        console.print(f"TensorRT engine: not built: {trt_reason}. A TensorRT engine needs a machine with an "
+                      "NVIDIA GPU and TensorRT; copy the .onnx file there.", highlight=False, markup=False)
+    console.print(f"next: cnnx check {' '.join(str(r.path) for r in results)}", highlight=False, markup=False)
+
+
+@cli.command("export")
+@click.argument("name")
+@click.option("--fp16", is_flag=True, help="Write the fp16 variant (fp32 inputs/outputs).")
+@click.option("--precision", default=None, help="Comma-separated precisions to write, e.g. fp32,fp16.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="A torchvision/timm state-dict file (.pth/.safetensors) to load.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation without --weights.")
+@click.option("--out", "out_dir", default="export", show_default=True, help="Output folder.")
+@click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset.")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
+@click.option("--no-check", is_flag=True, help="Skip the parity check against eager PyTorch.")
+@click.option("--images", type=click.Path(), default=None, help="Folder of images for the parity check.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@threshold_options
+def export_cmd(name, fp16, precision, weights, seed, out_dir, opset, no_simplify, no_check, images, as_json,
+               **limits) -> None:
+    """Export MODEL to ONNX (dynamic batch), simplified, in fp32 or fp16, with a parity check."""
+    from .export.pipeline import export_model
+    from .models.registry import get_spec
+
+    get_spec(name)  # fail fast on a typo, before any work
+    precisions = parse_precisions(fp16, precision)
+    with StageProgress(not as_json) as progress:
+        results = export_model(name, precisions=precisions, out_dir=out_dir, weights=weights, seed=seed,
+                               opset=opset, simplify_graph=not no_simplify, check=not no_check, images=images,
+                               thresholds={p: thresholds_from(limits, p) for p in precisions},
+                               progress=progress)
+    render_exports(results, as_json)
+    if any(r.passed is False for r in results):
+        raise CheckFailed("parity check failed for " + ", ".join(str(r.path) for r in results if r.passed is False),
+                          "see the metrics above; the artifact is kept and its manifest records the failure")
+
+
+@cli.command("check")
+@click.argument("targets", nargs=-1)
+@click.option("--all", "check_all", is_flag=True, help="Export and check every zoo model.")
+@click.option("--precision", default="fp32,fp16", show_default=True,
+              help="Precisions to export and check for MODEL names (files carry their own).")
+@click.option("--images", type=click.Path(), default=None, help="Folder of images (default: shipped photos).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint of the eager reference (default: what the manifest names).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")
+@threshold_options
+def check_cmd(targets, check_all, precision, images, weights, as_json, junit, **limits) -> None:
+    """Compare artifacts (FILE.onnx) or freshly exported models (MODEL) with eager PyTorch fp32.
+
+    Exit 0 when every artifact passes, 1 when one fails its thresholds."""
+    import tempfile
+    from pathlib import Path
+
+    from .export.pipeline import export_model
+    from .models.registry import get_spec, list_models
+    from .verify import check_artifact
+
+    names = [s.name for s in list_models()] if check_all else []
+    files = []
+    for target in targets:
+        if target.endswith(".onnx") or Path(target).exists():
+            files.append(target)
+        else:
+            names.append(get_spec(target).name)  # unknown names fail here, before any work
+    if not files and not names:
+        raise UsageError("nothing to check", "name artifacts (FILE.onnx), models, or pass --all")
+    if images is not None:
+        from .data import image_files
+
+        image_files(images)  # a bad folder fails before any export
+    precisions = parse_precisions(False, precision)
+    results = []
+    with StageProgress(not as_json) as progress, tempfile.TemporaryDirectory(prefix="cnnx-check-") as tmp:
+        for f in files:
+            progress(f"checking {f}")
+            manifest_precision = _artifact_precision(f)
+            results.append(check_artifact(f, images=images, weights=weights,
+                                          thresholds=thresholds_from(limits, manifest_precision)))
+        for name in names:
+            exported = export_model(name, precisions=precisions, out_dir=tmp, images=images,
+                                    thresholds={p: thresholds_from(limits, p) for p in precisions},
+                                    progress=progress)
+            results += [r.check for r in exported]
+    if junit:
+        from .reports import write_junit
+
+        write_junit(results, junit)
+    if as_json:
+        emit_json({"passed": all(r.passed for r in results), "results": [r.to_dict() for r in results]})
+    else:
+        from .reports import parity_table
+
+        console.print(parity_table(results))
+        for r in results:
+            for failure in r.failures:
+                console.print(f"[red]{r.artifact}: {failure}[/]", highlight=False)
+        console.print(f"{sum(r.passed for r in results)} passed, {sum(not r.passed for r in results)} failed")
+    if not all(r.passed for r in results):
+        raise CheckFailed(f"{sum(not r.passed for r in results)} of {len(results)} artifacts failed parity")
+
+
+def _artifact_precision(path: str) -> str:
+    from .artifacts import read_manifest
+
+    return read_manifest(path)["precision"]
+
+
+def main() -> None:
+    sys.exit(cli.main(prog_name="cnnx", standalone_mode=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX -> simplified -> precision variants. `pipeline.export_model` runs the whole chain."""

@@ -1,0 +1,77 @@
+"""fp32 ONNX -> fp16 ONNX with fp32 inputs/outputs, keeping numerically fragile nodes in fp32.
+
+Two reasons keep a node in fp32, both chosen automatically and listed in the manifest:
+- it belongs to a LocalResponseNorm: the exporter decomposes LRN into square -> window sum -> pow/div,
+  and x^2 overflows fp16 once |x| > 256 while the sum/pow loses precision (known TensorRT/OpenCV issue);
+- its fp32 activations on real photos come within FP16_HEADROOM of the fp16 range (65504), so other
+  images could overflow: the producer and every consumer of such a tensor stay fp32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..backends.onnxruntime import OnnxRuntimeRunner
+
+FP16_MAX = 65504.0
+FP16_HEADROOM = 8.0  # activations above FP16_MAX / 8 on the sample photos count as overflow risks
+LRN_MARKER = "LocalResponseNorm"
+
+
+def lrn_nodes(exported: onnx.ModelProto) -> list[str]:
+    """Nodes that came from nn.LocalResponseNorm, read from the exporter's per-node module metadata.
+
+    Call this on the graph straight from torch.onnx.export: onnxsim drops the metadata but keeps the
+    names of the nodes it does not remove."""
+    return [node.name for node in exported.graph.node
+            if any(LRN_MARKER in prop.value for prop in node.metadata_props)]
+
+
+def activation_peaks(proto: onnx.ModelProto, batch: np.ndarray) -> dict[str, float]:
+    """max |value| of every float tensor computed by the graph, over the images of `batch`."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    inferred = onnx.shape_inference.infer_shapes(probe)
+    float_types = {vi.name for vi in (*inferred.graph.value_info, *inferred.graph.output)
+                   if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    existing = {o.name for o in probe.graph.output}
+    names = [out for node in probe.graph.node for out in node.output if out in float_types]
+    for name in names:
+        if name not in existing:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    session = OnnxRuntimeRunner(probe.SerializeToString()).session
+    output_names = [o.name for o in session.get_outputs()]
+    peaks = dict.fromkeys(output_names, 0.0)
+    for image in batch:  # one at a time: all intermediates of a VGG at batch 10 would need gigabytes
+        values = session.run(None, {session.get_inputs()[0].name: image[None]})
+        for name, value in zip(output_names, values):
+            peaks[name] = max(peaks[name], float(np.abs(value).max()) if value.size else 0.0)
+    return peaks
+
+
+def overflow_risk_nodes(proto: onnx.ModelProto, batch: np.ndarray) -> dict[str, float]:
+    """Nodes that produce or consume a tensor whose peak is too close to the fp16 range -> that peak."""
+    peaks = activation_peaks(proto, batch)
+    risky = {name: peak for name, peak in peaks.items() if peak > FP16_MAX / FP16_HEADROOM}
+    nodes: dict[str, float] = {}
+    for node in proto.graph.node:
+        touched = [risky[t] for t in (*node.input, *node.output) if t in risky]
+        if touched:
+            nodes[node.name] = max(touched)
+    return nodes
+
+
+def to_fp16(proto: onnx.ModelProto, batch: np.ndarray, lrn: list[str]) -> tuple[onnx.ModelProto, dict]:
+    """Convert to fp16 with fp32 graph I/O; returns the model and the list of nodes kept in fp32."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    present = {node.name for node in proto.graph.node}
+    keep = {name: "LocalResponseNorm (x^2 and pow overflow or lose precision in fp16)"
+            for name in lrn if name in present}
+    for name, peak in overflow_risk_nodes(proto, batch).items():
+        keep.setdefault(name, f"activation peak {peak:.4g} on sample photos is near the fp16 limit {FP16_MAX:g}")
+    converted = convert_float_to_float16(proto, keep_io_types=True, node_block_list=sorted(keep))
+    info = {"fp32_nodes": [{"node": n, "reason": r} for n, r in sorted(keep.items())],
+            "fp32_node_count": len(keep), "nodes": len(converted.graph.node)}
+    return converted, info

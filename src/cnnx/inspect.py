@@ -1,0 +1,37 @@
+"""What a model looks like inside: per-stage output shapes at the native input size."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .models.registry import ModelSpec
+
+
+def stage_shapes(model: nn.Module, spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
+    """Output shape of each top-level stage for one image at the native size (eval mode).
+
+    A top-level Sequential named `features` (AlexNet, VGG, NiN) is opened up, and only its layers that
+    change the shape are listed, so the table shows where resolution and width change."""
+    stages: list[tuple[str, nn.Module]] = []
+    for name, child in model.named_children():
+        if name == "features" and isinstance(child, nn.Sequential):
+            stages += [(f"features.{i}", layer) for i, layer in child.named_children()]
+        elif not (hasattr(model, "aux_heads") and any(child is head for head in model.aux_heads())):
+            stages.append((name, child))
+    shapes: list[tuple[str, tuple[int, ...]]] = []
+    hooks = [module.register_forward_hook(
+        lambda m, args, out, name=name: shapes.append((name, tuple(out.shape))))
+        for name, module in stages]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *spec.input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    listed, previous = [], (1, *spec.input_shape)
+    for name, shape in shapes:
+        if not name.startswith("features.") or shape != previous:
+            listed.append((name, shape))
+        previous = shape
+    return listed

@@ -1,0 +1,113 @@
+"""The model registry: one ModelSpec per zoo name, collected from the family modules.
+
+Reference numbers (params, GMACs) come from `shared/reference/zoo.md` (torchvision metadata or counted
+with torch 2.13); the tests assert every model against them, so a spec is a checked claim, not a comment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+from ..errors import UsageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Inception-family checkpoints ported from TF expect inputs scaled to [-1, 1].
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+# Family modules, in the order of the source post; each defines SPECS: list[ModelSpec].
+FAMILY_MODULES = ("alexnet", "vgg", "nin", "googlenet", "inception", "resnet", "inception_resnet")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an RGB image becomes the model's input: resize the shorter side, center-crop, normalise."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def to_dict(self) -> dict:
+        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation}
+
+
+def imagenet_preprocess(crop: int = 224, resize: int | None = None, **kw) -> Preprocess:
+    """The usual ImageNet evaluation transform: resize to crop/0.875, then center-crop."""
+    return Preprocess(resize=resize or round(crop / 0.875), crop=crop, **kw)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    variant: str  # one line: what this variant is and how it differs from its siblings
+    paper: str
+    builder: Callable[..., nn.Module] = field(repr=False)  # builder(num_classes=1000) -> nn.Module
+    preprocess: Preprocess
+    params: int  # parameters of the inference graph (eval mode: no auxiliary heads)
+    gmacs: float  # multiply-accumulates at the native input size, batch 1, eval mode
+    aux_params: int = 0  # parameters of auxiliary heads that only run in training mode
+    checkpoint: str | None = None  # which public state dicts load into it, e.g. "torchvision resnet50"
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocess.crop
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, self.input_size, self.input_size)
+
+    @property
+    def has_aux(self) -> bool:
+        return self.aux_params > 0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "family": self.family, "variant": self.variant, "paper": self.paper,
+            "input_shape": list(self.input_shape), "params": self.params, "aux_params": self.aux_params,
+            "gmacs": self.gmacs, "checkpoint": self.checkpoint, "preprocess": self.preprocess.to_dict(),
+        }
+
+
+_SPECS: dict[str, ModelSpec] | None = None
+
+
+def _registry() -> dict[str, ModelSpec]:
+    global _SPECS
+    if _SPECS is None:
+        specs: dict[str, ModelSpec] = {}
+        for module_name in FAMILY_MODULES:
+            module = importlib.import_module(f"{__package__}.{module_name}")
+            for spec in module.SPECS:
+                assert spec.name not in specs, f"duplicate model name {spec.name}"
+                specs[spec.name] = spec
+        _SPECS = specs
+    return _SPECS
+
+
+def normalize_name(name: str) -> str:
+    """Names are case-insensitive and `_` equals `-`, so torchvision spellings work too."""
+    return name.strip().lower().replace("_", "-")
+
+
+def list_models() -> list[ModelSpec]:
+    return list(_registry().values())
+
+
+def get_spec(name: str) -> ModelSpec:
+    specs = _registry()
+    key = normalize_name(name)
+    if key in specs:
+        return specs[key]
+    close = difflib.get_close_matches(key, specs, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "run `cnnx list` to see every model"
+    raise UsageError(f"unknown model '{name}'", hint)

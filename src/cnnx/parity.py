@@ -1,0 +1,86 @@
+"""Numerical parity between a reference output (eager PyTorch fp32) and an artifact's output.
+
+Metrics (over all samples of a batch of logits, shape N x C):
+- max_abs: largest absolute difference.
+- max_rel: max_abs divided by the largest |reference| value, i.e. the error relative to the output's
+  range (elementwise relative error is meaningless for logits near zero).
+- cosine: the lowest per-sample cosine similarity.
+- sqnr_db: 10*log10(sum ref^2 / sum (ref-out)^2), signal-to-quantisation-noise ratio, capped at
+  SQNR_CAP_DB (identical outputs), so reports stay plain JSON numbers.
+- top1: fraction of samples whose argmax agrees; top5: mean overlap of the two top-5 sets.
+- nonfinite: count of NaN/Inf values in the artifact's output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SQNR_CAP_DB = 200.0
+METRIC_NAMES = ("max_abs", "max_rel", "cosine", "sqnr_db", "top1", "top5", "nonfinite")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass limits for one precision. None means the metric is reported but not judged."""
+
+    max_rel: float | None = None
+    min_cosine: float | None = None
+    min_sqnr_db: float | None = None
+    min_top1: float | None = None
+    min_top5: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Measured on every zoo model with real photos and random inputs (see README, "Parity thresholds"):
+# fp32 artifacts differ from eager by float rounding only (max_rel <= ~1e-5 observed); fp16 keeps about
+# 3 decimal digits, so it is judged by the direction (cosine), the noise level (SQNR) and the ranking.
+DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
+    "fp32": Thresholds(max_rel=1e-4, min_cosine=0.99999, min_sqnr_db=60.0, min_top1=1.0, min_top5=1.0),
+    "fp16": Thresholds(min_cosine=0.999, min_sqnr_db=30.0, min_top1=0.8, min_top5=0.8),
+    "int8": Thresholds(min_cosine=0.99, min_sqnr_db=20.0, min_top1=0.5, min_top5=0.6),
+}
+
+
+def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    out = np.asarray(output, np.float64).reshape(len(output), -1)
+    if ref.shape != out.shape:
+        raise ValueError(f"output shape {out.shape} differs from reference shape {ref.shape}")
+    nonfinite = int((~np.isfinite(out)).sum())
+    out = np.where(np.isfinite(out), out, 0.0) if nonfinite else out
+    diff = ref - out
+    max_abs = float(np.abs(diff).max())
+    scale = float(np.abs(ref).max()) or 1.0
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    cosines = np.where(norms > 0, (ref * out).sum(axis=1) / np.where(norms > 0, norms, 1), 1.0)
+    noise = float((diff ** 2).sum())
+    signal = float((ref ** 2).sum())
+    sqnr = SQNR_CAP_DB if noise == 0 else min(SQNR_CAP_DB, float(10 * np.log10(signal / noise)) if signal else 0.0)
+    k = min(5, ref.shape[1])
+    top_ref, top_out = np.argsort(-ref, axis=1)[:, :k], np.argsort(-out, axis=1)[:, :k]
+    top5 = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out)]))
+    return {"max_abs": max_abs, "max_rel": max_abs / scale, "cosine": float(cosines.min()),
+            "sqnr_db": sqnr, "top1": float(np.mean(top_ref[:, 0] == top_out[:, 0])), "top5": top5,
+            "nonfinite": nonfinite}
+
+
+def judge(metrics: dict[str, float], limits: Thresholds) -> list[str]:
+    """The reasons a result fails its thresholds (empty list: it passes)."""
+    failures = []
+    if metrics["nonfinite"]:
+        failures.append(f"{metrics['nonfinite']} NaN/Inf values in the output")
+    checks = (("max_rel", limits.max_rel, "<="), ("cosine", limits.min_cosine, ">="),
+              ("sqnr_db", limits.min_sqnr_db, ">="), ("top1", limits.min_top1, ">="),
+              ("top5", limits.min_top5, ">="))
+    for name, limit, op in checks:
+        if limit is None:
+            continue
+        value = metrics[name]
+        ok = value <= limit if op == "<=" else value >= limit
+        if not ok:
+            failures.append(f"{name} = {value:.6g}, needs {op} {limit:g}")
+    return failures
