@@ -76,7 +76,9 @@ def eager_model_for(manifest: dict, weights: str | Path | None = None) -> nn.Mod
 
 def check_artifact(path: str | Path, *, images: str | Path | None = None, weights: str | Path | None = None,
                    thresholds: parity.Thresholds | None = None, eager: nn.Module | None = None,
-                   threads: int | None = None) -> CheckResult:
+                   inputs: tuple[np.ndarray, dict] | None = None, threads: int | None = None) -> CheckResult:
+    """Check one artifact. `eager` and `inputs` (from check_inputs) may be passed in to avoid rebuilding
+    the reference model or re-reading the images."""
     start = time.perf_counter()
     path = Path(path)
     manifest = read_manifest(path)
@@ -85,9 +87,9 @@ def check_artifact(path: str | Path, *, images: str | Path | None = None, weight
     limits = thresholds or parity.DEFAULT_THRESHOLDS[precision]
     reference = TorchRunner(eager if eager is not None else eager_model_for(manifest, weights))
     runner = OnnxRuntimeRunner(path, threads=threads)
-    inputs, described = check_inputs(spec, images)
-    passed, metrics, failures, per_batch = compare_runners(reference, runner, inputs, precision, limits)
+    batch, described = inputs if inputs is not None else check_inputs(spec, images)
+    passed, metrics, failures, per_batch = compare_runners(reference, runner, batch, precision, limits)
     return CheckResult(artifact=str(path), model=spec.name, precision=precision, backend=runner.backend,
                        passed=passed, metrics=metrics, thresholds=limits.to_dict(), failures=failures,
-                       batch_sizes=[1, len(inputs)], inputs=described, per_batch=per_batch,
+                       batch_sizes=[1, len(batch)], inputs=described, per_batch=per_batch,
                        seconds=round(time.perf_counter() - start, 2))

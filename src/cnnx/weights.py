@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +36,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise UsageError(
-                f"refused to load '{path}': it holds Python objects or code, not just tensors ({first_line})",
-                "save only the weights: torch.save(model.state_dict(), 'weights.pth')") from None
+        except pickle.UnpicklingError as exc:  # torch's weights-only unpickler refused something
+            needed = re.search(r"GLOBAL (\S+)", str(exc))
+            if needed:
+                raise UsageError(f"refused to load '{path}': it holds Python objects or code ({needed[1]}), "
+                                 "not just tensors",
+                                 "save only the weights: torch.save(model.state_dict(), 'weights.pth')") from None
+            raise UsageError(f"'{path}' is not a readable PyTorch checkpoint: corrupt, or a pickle that needs "
+                             "code to load (refused)",
+                             "pass a file written by torch.save(model.state_dict(), ...)") from None
         except (RuntimeError, EOFError, OSError, ValueError) as exc:
             raise UsageError(f"'{path}' is not a readable PyTorch checkpoint ({exc.__class__.__name__}: "
                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'empty'})",

@@ -16,7 +16,7 @@ from ..artifacts import (MANIFEST_FORMAT, atomic_path, manifest_path, prepare_ou
 from ..data import load_batch, sample_images
 from ..errors import UsageError
 from ..models.registry import get_spec
-from ..verify import CheckResult, check_artifact
+from ..verify import CheckResult, check_artifact, check_inputs
 from ..weights import create_model
 from .fp16 import lrn_nodes, to_fp16
 from .onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, torch_to_onnx
@@ -51,6 +51,7 @@ def export_model(name: str, *, precisions=("fp32",), out_dir: str | Path = "expo
     if unknown:
         raise UsageError(f"unknown precision {', '.join(unknown)}", f"choose from {', '.join(PRECISIONS)}")
     out = prepare_output_dir(out_dir)
+    inputs = check_inputs(spec, images) if check else None  # bad images fail here, before any file is written
     timings: dict[str, float] = {}
 
     def stage(label: str, key: str, fn, *args, **kw):
@@ -95,7 +96,7 @@ def export_model(name: str, *, precisions=("fp32",), out_dir: str | Path = "expo
         result = None
         if check:
             result = stage(f"checking {path.name} against eager PyTorch", f"check_{precision}", check_artifact,
-                           path, images=images, thresholds=(thresholds or {}).get(precision), eager=model)
+                           path, thresholds=(thresholds or {}).get(precision), eager=model, inputs=inputs)
             manifest["parity"] = result.to_dict()
             manifest["timings_s"] = dict(timings)
             write_json(manifest_path(path), manifest)

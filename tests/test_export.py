@@ -1,0 +1,166 @@
+"""Export + parity for every zoo model, the manifest's claims, and bad input on export/check."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import onnx
+import pytest
+
+from cnnx import list_models
+from cnnx.artifacts import sha256_file
+from cnnx.backends.onnxruntime import OnnxRuntimeRunner
+from cnnx.export.pipeline import export_model
+
+LRN_MODELS = {"alexnet", "vgg11-lrn", "googlenet"}
+SLOW = {"vgg11", "vgg11-lrn", "vgg13", "vgg16-c", "vgg16", "vgg19", "resnet101", "resnet152",
+        "resnext101-32x8d", "resnext101-64x4d", "inception-resnet-v2", "inception-v3", "inception-resnet-v1"}
+
+
+def zoo_params():
+    return [pytest.param(s, id=s.name, marks=[pytest.mark.slow] if s.name in SLOW else [])
+            for s in list_models()]
+
+
+@pytest.mark.parametrize("spec", zoo_params())
+def test_every_model_exports_and_passes_fp32_and_fp16_parity(spec, tmp_path):
+    results = export_model(spec.name, precisions=("fp32", "fp16"), out_dir=tmp_path)
+    assert [r.manifest["precision"] for r in results] == ["fp32", "fp16"]
+    for r in results:
+        assert r.passed, f"{r.path.name}: {r.check.failures}"
+        m = r.manifest
+        graph = onnx.load(r.path)
+        # the manifest holds what it claims
+        assert m["artifact_sha256"] == sha256_file(r.path) and m["artifact_bytes"] == r.path.stat().st_size
+        assert m["nodes"]["artifact"] == len(graph.graph.node)
+        assert m["nodes"]["simplified"] <= m["nodes"]["exported"], "simplification grew the graph"
+        assert m["simplify"]["applied"], m["simplify"]
+        assert m["opset"] == 20 and any(o.version == 20 for o in graph.opset_import if o.domain == "")
+        assert m["weights"] == {"source": "seed", "seed": 0}
+        assert m["parity"]["passed"] and m["parity"]["batch_sizes"] == [1, 12]
+        assert {"torch", "onnx", "onnxruntime", "onnxsim"} <= set(m["tools"])
+        assert not list(tmp_path.glob(".*partial")), "temporary files left behind"
+        # one file, dynamic batch: the same artifact runs at batch 1 and 3
+        assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+        runner = OnnxRuntimeRunner(r.path)
+        x = np.random.default_rng(0).standard_normal((3, *spec.input_shape)).astype(np.float32)
+        three, one = runner(x), runner(x[:1])
+        assert three.shape == (3, 1000) and three.dtype == np.float32
+        np.testing.assert_allclose(one, three[:1], rtol=1e-3, atol=1e-3 * np.abs(three).max())
+    fp16 = results[1]
+    assert fp16.manifest["precision_details"]["nodes"] == len(onnx.load(fp16.path).graph.node)
+    graph = onnx.load(fp16.path)
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O
+    assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.graph.initializer) > 0
+    kept = fp16.manifest["precision_details"]["fp32_nodes"]
+    if spec.name in LRN_MODELS:
+        assert kept and all("LocalResponseNorm" in k["reason"] for k in kept)
+    assert fp16.path.stat().st_size < 0.6 * results[0].path.stat().st_size
+
+
+@pytest.fixture(scope="module")
+def resnet18_artifact(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    return export_model("resnet18", precisions=("fp32",), out_dir=out)[0].path
+
+
+def test_check_cli_passes_and_writes_json_and_junit(run_cli, resnet18_artifact, tmp_path):
+    junit = tmp_path / "reports" / "parity.xml"
+    result = run_cli("check", resnet18_artifact, "--json", "--junit", junit)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["passed"] and data["results"][0]["metrics"]["top1"] == 1.0
+    case = ET.parse(junit).getroot().find("testsuite/testcase")
+    assert case.get("name") == "resnet18-fp32.onnx" and case.find("failure") is None
+
+
+def test_check_fails_with_exit_1_and_an_account_of_the_difference(run_cli, resnet18_artifact, tmp_path):
+    junit = tmp_path / "parity.xml"
+    result = run_cli("check", resnet18_artifact, "--min-sqnr", "500", "--junit", junit)
+    assert result.exit_code == 1
+    assert "sqnr_db" in result.output and "needs >= 500" in result.output
+    assert ET.parse(junit).getroot().find("testsuite/testcase/failure") is not None
+
+
+def test_export_cli_writes_artifact_manifest_and_says_what_is_next(run_cli, tmp_path):
+    result = run_cli("export", "nin", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "nin-fp32.onnx").is_file() and (tmp_path / "nin-fp32.json").is_file()
+    assert "PASS" in result.output and "cnnx check" in result.output
+    assert "TensorRT engine: not built" in result.output
+
+
+def test_export_json_output_is_parseable(run_cli, tmp_path):
+    result = run_cli("export", "nin", "--out", tmp_path, "--json", "--no-check")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["artifacts"][0]["manifest"]["model"] == "nin" and "parity" not in data["artifacts"][0]["manifest"]
+
+
+# --- bad input: exit 2, an actionable message, no traceback, no artifact left behind ---------------------
+
+def assert_clean_usage_error(result, *phrases):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output + result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr
+
+
+def test_export_unknown_model(run_cli, tmp_path):
+    assert_clean_usage_error(run_cli("export", "googlenett", "--out", tmp_path), "unknown model", "googlenet")
+    assert not any(tmp_path.iterdir())
+
+
+def test_export_with_checkpoint_of_another_model(run_cli, tmp_path):
+    import torch
+
+    import cnnx
+
+    ckpt = tmp_path / "r18.pth"
+    torch.save(cnnx.create_model("resnet18").state_dict(), ckpt)
+    out = tmp_path / "out"
+    assert_clean_usage_error(run_cli("export", "resnet34", "--weights", ckpt, "--out", out),
+                             "does not fit model 'resnet34'", "missing keys")
+    assert not list(out.glob("*"))
+
+
+def test_export_to_unwritable_folder(run_cli, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert_clean_usage_error(run_cli("export", "nin", "--out", blocker / "sub"), "cannot write to output folder")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage-without-manifest"])
+def test_check_corrupt_artifact(run_cli, resnet18_artifact, tmp_path, damage):
+    bad = tmp_path / "resnet18-fp32.onnx"
+    if damage == "truncate":
+        bad.write_bytes(resnet18_artifact.read_bytes()[:100_000])
+        (tmp_path / "resnet18-fp32.json").write_text(resnet18_artifact.with_suffix(".json").read_text())
+        assert_clean_usage_error(run_cli("check", bad), "does not match its manifest")
+    else:
+        bad.write_bytes(b"\x08\x07garbage" * 100)
+        assert_clean_usage_error(run_cli("check", bad), "has no manifest")
+
+
+def test_corrupt_onnx_bytes_are_a_usage_error():
+    from cnnx.errors import UsageError
+
+    with pytest.raises(UsageError, match="ONNX Runtime cannot load"):
+        OnnxRuntimeRunner(b"\x08\x07garbage" * 100)
+
+
+def test_image_folder_problems(run_cli, resnet18_artifact, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_clean_usage_error(run_cli("check", resnet18_artifact, "--images", empty), "no images in")
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    from cnnx.data import sample_images
+
+    (mixed / "cat.jpg").write_bytes(sample_images()[0].read_bytes())
+    (mixed / "notes.png").write_text("this is not an image")
+    assert_clean_usage_error(run_cli("check", resnet18_artifact, "--images", mixed), "notes.png",
+                             "not a readable image")
+    out = tmp_path / "out"
+    assert_clean_usage_error(run_cli("export", "nin", "--images", mixed, "--out", out), "notes.png")
+    assert not list(out.glob("*.onnx"))
