@@ -164,3 +164,23 @@ def test_image_folder_problems(run_cli, resnet18_artifact, tmp_path):
     out = tmp_path / "out"
     assert_clean_usage_error(run_cli("export", "nin", "--images", mixed, "--out", out), "notes.png")
     assert not list(out.glob("*.onnx"))
+
+
+def test_fp16_keeps_overflowing_activations_in_fp32(tmp_path):
+    """Trained weights can drive activations past fp16's 65504; those nodes must stay fp32 automatically.
+    NiN's last 1x1 conv is scaled up so its output (and the pooled logits) reach about 1e5."""
+    import torch
+
+    import cnnx
+
+    model = cnnx.create_model("nin")
+    state = model.state_dict()
+    last_conv = [k for k in state if k.endswith(".weight")][-1]
+    state[last_conv] = state[last_conv] * 3e4
+    ckpt = tmp_path / "hot-nin.pth"
+    torch.save(state, ckpt)
+    fp16 = export_model("nin", precisions=("fp16",), out_dir=tmp_path / "out", weights=ckpt)[0]
+    kept = fp16.manifest["precision_details"]["fp32_nodes"]
+    assert kept and all("near the fp16 limit" in k["reason"] for k in kept)
+    assert fp16.check.metrics["nonfinite"] == 0 and fp16.passed, fp16.check.failures
+    assert fp16.check.metrics["max_abs"] > 1.0  # logits really are large: ~1e5 scale

@@ -8,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cnnx
 from cnnx.models.registry import list_models
+from cnnx.weights import initialize
 
 SPECS = list_models()
 BIG = {"vgg11", "vgg11-lrn", "vgg13", "vgg16-c", "vgg16", "vgg19", "resnet152", "resnext101-32x8d",
@@ -34,7 +35,7 @@ def test_model_matches_reference_and_runs(spec):
     assert total - aux == spec.params, "inference-graph parameter count differs from the reference"
     assert aux == spec.aux_params
 
-    cnnx.weights.initialize(model, spec, seed=0)
+    initialize(model, spec, seed=0)
     x = torch.randn(2, *spec.input_shape, generator=torch.Generator().manual_seed(0))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         one = model.eval()(x[:1])

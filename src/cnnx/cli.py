@@ -10,10 +10,11 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import CheckFailed, CnnxError, UsageError
+from .errors import BackendUnavailable, CheckFailed, CnnxError, UsageError
 
 # Rich wraps at 80 columns when output is not a terminal; tables of model names need more.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -29,16 +30,16 @@ class CnnxGroup(click.Group):
         except CnnxError as exc:
             if ctx.params.get("debug"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
             if exc.hint:
-                err_console.print(f"[yellow]hint:[/] {exc.hint}", markup=True, highlight=False)
+                err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", markup=True, highlight=False)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
             if ctx.params.get("debug"):
                 raise
-            err_console.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {exc}\n"
+            err_console.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {escape(str(exc))}\n"
                               "run again with `cnnx --debug ...` for the traceback and report it",
                               markup=True, highlight=False)
             ctx.exit(4)
@@ -155,27 +156,26 @@ class StageProgress:
             err_console.print(f"[dim]- {stage}[/]", highlight=False)
 
 
-def parse_precisions(fp16: bool, precision: str | None) -> tuple[str, ...]:
-    if precision:
-        return tuple(p.strip() for p in precision.split(",") if p.strip())
-    return ("fp16",) if fp16 else ("fp32",)
+def parse_precisions(fp16: bool, precision: str | None, int8: bool = False) -> tuple[str, ...]:
+    chosen = [p.strip() for p in (precision or "").split(",") if p.strip()]
+    chosen += ["fp16"] * fp16 + ["int8"] * int8
+    return tuple(dict.fromkeys(chosen)) or ("fp32",)
 
 
-def render_exports(results, as_json: bool) -> None:
-    from .backends.tensorrt import unavailable_reason
+def render_exports(results, engines, as_json: bool) -> None:
     from .reports import parity_table
 
-    trt_reason = unavailable_reason()
     if as_json:
         emit_json({"artifacts": [{"path": str(r.path), "manifest": r.manifest} for r in results],
-                   "tensorrt": {"built": False, "reason": trt_reason or "engine builds are not wired yet"}})
+                   "tensorrt": [e.to_dict() for e in engines]})
         return
     table = Table(title="artifacts")
-    for column in ("file", "precision", "size", "nodes", "kept fp32", "parity"):
-        table.add_column(column, justify="right" if column in ("size", "nodes", "kept fp32") else "left")
+    for column in ("file", "precision", "size", "nodes", "kept in float", "parity"):
+        table.add_column(column, justify="right" if column in ("size", "nodes", "kept in float") else "left")
     for r in results:
         m = r.manifest
-        kept = m["precision_details"].get("fp32_node_count", "-")
+        details = m["precision_details"]
+        kept = details.get("fp32_node_count", details.get("float_layers", {}).get("count", "-"))
         verdict = {True: "[green]PASS[/]", False: "[bold red]FAIL[/]", None: "not checked"}[r.passed]
         table.add_row(str(r.path), m["precision"], f"{m['artifact_bytes'] / 2**20:.1f} MiB",
                       f"{m['nodes']['exported']} -> {m['nodes']['artifact']}", str(kept), verdict)
@@ -185,10 +185,14 @@ def render_exports(results, as_json: bool) -> None:
         console.print(parity_table(checked))
         for check in checked:
             for failure in check.failures:
-                console.print(f"[red]{check.artifact}: {failure}[/]", highlight=False)
-    if trt_reason:
-        console.print(f"TensorRT engine: not built: {trt_reason}. A TensorRT engine needs a machine with an "
-                      "NVIDIA GPU and TensorRT; copy the .onnx file there.", highlight=False, markup=False)
+                console.print(f"{check.artifact}: {failure}", style="red", highlight=False, markup=False)
+    for engine in engines:
+        if engine.built:
+            console.print(f"TensorRT engine: {engine.plan}", highlight=False, markup=False)
+        elif engine.command:
+            console.print(f"TensorRT engine: not built: {engine.reason}. On a machine with an NVIDIA GPU and "
+                          f"TensorRT run: {engine.command}", highlight=False, markup=False)
+            break  # the reason is the same for every artifact
     console.print(f"next: cnnx check {' '.join(str(r.path) for r in results)}", highlight=False, markup=False)
 
 
@@ -204,22 +208,46 @@ def render_exports(results, as_json: bool) -> None:
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
 @click.option("--no-check", is_flag=True, help="Skip the parity check against eager PyTorch.")
 @click.option("--images", type=click.Path(), default=None, help="Folder of images for the parity check.")
+@click.option("--int8", "int8_flag", is_flag=True, help="Write the int8 Q/DQ variant (needs --calib-data).")
+@click.option("--calib-data", default=None,
+              help="INT8 calibration data: an image folder, FILE.npy/.npz (preprocessed NCHW), 'samples' "
+                   "(the shipped photos) or 'random' (noise; explicit only).")
+@click.option("--calib-size", type=int, default=64, show_default=True, help="Calibration tensors to use.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True)
+@click.option("--int8-target", type=click.Choice(["tensorrt", "cpu"]), default=None,
+              help="Q/DQ form: tensorrt (symmetric int8) or cpu (uint8 activations, ONNX Runtime's fast path). "
+                   "Default: cpu with --target onnx, else tensorrt.")
+@click.option("--int8-exclude", default=None,
+              help="'auto' (keep the most harmful layers in float until 30 dB SQNR) or NODE,NODE,...")
+@click.option("--recalibrate", is_flag=True, help="Ignore the calibration cache.")
+@click.option("--target", type=click.Choice(["auto", "tensorrt", "onnx"]), default="auto", show_default=True,
+              help="auto: also build a TensorRT engine when TensorRT and a GPU are usable; tensorrt: require it.")
+@click.option("--max-batch", type=int, default=32, show_default=True, help="TensorRT profile's largest batch.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @threshold_options
-def export_cmd(name, fp16, precision, weights, seed, out_dir, opset, no_simplify, no_check, images, as_json,
-               **limits) -> None:
-    """Export MODEL to ONNX (dynamic batch), simplified, in fp32 or fp16, with a parity check."""
+def export_cmd(name, fp16, precision, weights, seed, out_dir, opset, no_simplify, no_check, images, int8_flag,
+               calib_data, calib_size, calib_method, int8_target, int8_exclude, recalibrate, target, max_batch,
+               as_json, **limits) -> None:
+    """Export MODEL to ONNX (dynamic batch), simplified, in fp32/fp16/int8, with a parity check, and a
+    TensorRT engine where TensorRT and a GPU are usable."""
+    from .backends.tensorrt import engine_for_artifact
     from .export.pipeline import export_model
     from .models.registry import get_spec
 
     get_spec(name)  # fail fast on a typo, before any work
-    precisions = parse_precisions(fp16, precision)
+    precisions = parse_precisions(fp16, precision, int8_flag)
+    exclude = int8_exclude if int8_exclude in (None, "auto") else [n.strip() for n in int8_exclude.split(",")]
     with StageProgress(not as_json) as progress:
         results = export_model(name, precisions=precisions, out_dir=out_dir, weights=weights, seed=seed,
                                opset=opset, simplify_graph=not no_simplify, check=not no_check, images=images,
                                thresholds={p: thresholds_from(limits, p) for p in precisions},
-                               progress=progress)
-    render_exports(results, as_json)
+                               progress=progress, calib_data=calib_data, calib_size=calib_size,
+                               calib_method=calib_method,
+                               int8_target=int8_target or ("cpu" if target == "onnx" else "tensorrt"),
+                               int8_exclude=exclude, recalibrate=recalibrate)
+        engines = [engine_for_artifact(r.path, target, max_batch=max_batch) for r in results]
+    render_exports(results, engines, as_json)
     if any(r.passed is False for r in results):
         raise CheckFailed("parity check failed for " + ", ".join(str(r.path) for r in results if r.passed is False),
                           "see the metrics above; the artifact is kept and its manifest records the failure")
@@ -233,10 +261,13 @@ def export_cmd(name, fp16, precision, weights, seed, out_dir, opset, no_simplify
 @click.option("--images", type=click.Path(), default=None, help="Folder of images (default: shipped photos).")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint of the eager reference (default: what the manifest names).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "openvino", "onnxruntime-cuda", "onnxruntime-tensorrt",
+                                              "tensorrt"]), default="onnxruntime", show_default=True,
+              help="Where artifacts run (tensorrt builds or reuses a plan from the ONNX file).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")
 @threshold_options
-def check_cmd(targets, check_all, precision, images, weights, as_json, junit, **limits) -> None:
+def check_cmd(targets, check_all, precision, images, weights, backend, as_json, junit, **limits) -> None:
     """Compare artifacts (FILE.onnx) or freshly exported models (MODEL) with eager PyTorch fp32.
 
     Exit 0 when every artifact passes, 1 when one fails its thresholds."""
@@ -266,13 +297,17 @@ def check_cmd(targets, check_all, precision, images, weights, as_json, junit, **
         for f in files:
             progress(f"checking {f}")
             manifest_precision = _artifact_precision(f)
-            results.append(check_artifact(f, images=images, weights=weights,
+            results.append(check_artifact(f, images=images, weights=weights, backend=backend,
                                           thresholds=thresholds_from(limits, manifest_precision)))
-        for name in names:
-            exported = export_model(name, precisions=precisions, out_dir=tmp, images=images,
+        for name in names:  # int8 variants of MODEL names are calibrated on the shipped photos
+            on_ort = backend == "onnxruntime"
+            exported = export_model(name, precisions=precisions, out_dir=tmp, images=images, check=on_ort,
                                     thresholds={p: thresholds_from(limits, p) for p in precisions},
-                                    progress=progress)
-            results += [r.check for r in exported]
+                                    progress=progress, calib_data="samples" if "int8" in precisions else None)
+            results += [r.check if on_ort else
+                        check_artifact(r.path, images=images, backend=backend,
+                                       thresholds=thresholds_from(limits, r.manifest["precision"]))
+                        for r in exported]
     if junit:
         from .reports import write_junit
 
@@ -295,6 +330,77 @@ def _artifact_precision(path: str) -> str:
     from .artifacts import read_manifest
 
     return read_manifest(path)["precision"]
+
+
+@cli.command("bench")
+@click.argument("target")
+@click.option("--backends", default=None,
+              help="Comma-separated: torch,torch-compile,torch-cudagraph,onnxruntime,openvino,tensorrt "
+                   "(default: every backend, unusable ones listed with the reason).")
+@click.option("--precision", default="fp32,fp16,bf16,int8", show_default=True, help="Comma-separated precisions.")
+@click.option("--batch", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--threads", type=int, default=None, help="CPU threads for every backend (default: all cores).")
+@click.option("--warmup-ms", type=float, default=200, show_default=True, help="Time-based warm-up per case.")
+@click.option("--duration", type=float, default=3.0, show_default=True, help="Minimum timed seconds per case.")
+@click.option("--min-iters", type=int, default=10, show_default=True, help="Minimum timed iterations per case.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Device of the PyTorch backends.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint to load (MODEL targets).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", default="export", show_default=True,
+              help="Where ONNX artifacts are found or exported.")
+@click.option("--calib-data", default="samples", show_default=True,
+              help="Calibration data used if an int8 artifact must be exported.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Also write a CSV here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a PNG plot (latency vs batch) here.")
+def bench_cmd(target, backends, precision, batch, threads, warmup_ms, duration, min_iters, device, weights, seed,
+              out_dir, calib_data, as_json, csv_path, plot_path) -> None:
+    """Measure latency and throughput of MODEL (or one ARTIFACT) across backends, side by side."""
+    from .bench_suite import BACKENDS, PRECISIONS, parse_list, run_bench
+    from .reports import bench_table, write_bench_csv, write_bench_plot
+
+    chosen = parse_list(backends, BACKENDS, "backend") if backends else None
+    precisions = parse_list(precision, PRECISIONS, "precision")
+    try:
+        batches = tuple(int(b) for b in batch.split(",") if b.strip())
+    except ValueError:
+        raise UsageError(f"--batch must be comma-separated integers, got '{batch}'") from None
+    if not batches or min(batches) < 1:
+        raise UsageError(f"--batch needs positive sizes, got '{batch}'")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("--device cuda: no CUDA GPU is visible to PyTorch on this machine")
+    export_kwargs = {"calib_data": calib_data} if "int8" in precisions else {}
+    with StageProgress(not as_json) as progress:
+        report = run_bench(target, backends=chosen, precisions=precisions, batches=batches, threads=threads,
+                           warmup_ms=warmup_ms, duration_s=duration, min_iters=min_iters, device=device,
+                           out_dir=out_dir, weights=weights, seed=seed, export_kwargs=export_kwargs,
+                           progress=progress)
+    if csv_path:
+        write_bench_csv(report, csv_path)
+    if plot_path:
+        write_bench_plot(report, plot_path)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    from .machine import describe
+
+    console.print(bench_table(report))
+    console.print(f"machine: {describe(report.machine)}", highlight=False, markup=False)
+    for case in report.cases:
+        if case.status != "ok" and case.batch == batches[0]:
+            console.print(f"not run: {case.backend} {case.precision}: {case.reason}", highlight=False, markup=False)
+        elif case.latency and case.latency["unstable"]:
+            console.print(f"warning: {case.backend} {case.precision} batch {case.batch}: latency CoV "
+                          f"{case.latency['cov_pct']:.1f}% > 2.5%, the machine was busy or clocks varied",
+                          highlight=False, markup=False)
+
+
+# Commands kept in their own modules register themselves on `cli` when imported.
+from . import cli_deploy, cli_tensorrt  # noqa: E402,F401
 
 
 def main() -> None:

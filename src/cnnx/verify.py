@@ -11,7 +11,6 @@ from torch import nn
 
 from . import parity
 from .artifacts import read_manifest
-from .backends.onnxruntime import OnnxRuntimeRunner
 from .backends.torch import TorchRunner
 from .data import image_files, load_batch, sample_images
 from .errors import UsageError
@@ -40,27 +39,41 @@ class CheckResult:
         return asdict(self)
 
 
-def check_inputs(spec: ModelSpec, images: str | Path | None = None, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Real photos with the model's preprocessing (shipped samples, or a folder), plus random inputs."""
-    paths = image_files(images) if images is not None else sample_images()
-    photos = load_batch(paths, spec.preprocess)
-    noise = np.random.default_rng(seed).standard_normal((RANDOM_INPUTS, *spec.input_shape)).astype(np.float32)
+@dataclass
+class CheckData:
+    """The inputs of a parity check and the eager fp32 outputs they are judged against (computed once,
+    shared by every artifact of a model)."""
+
+    inputs: np.ndarray
+    expected: np.ndarray
+    described: dict
+
+
+def check_data(model: nn.Module, spec: ModelSpec, images: str | Path | None = None, seed: int = 0,
+               photos: list[Path] | None = None, random_inputs: int = RANDOM_INPUTS) -> CheckData:
+    """Real photos with the model's preprocessing (a folder, the given photos, or the shipped samples),
+    plus random inputs that reach value ranges photos do not, and the eager model's outputs for them."""
+    paths = image_files(images) if images is not None else (photos or sample_images())
+    batch = load_batch(paths, spec.preprocess)
+    if random_inputs:
+        noise = np.random.default_rng(seed).standard_normal((random_inputs, *spec.input_shape))
+        batch = np.concatenate([batch, noise.astype(np.float32)])
     source = str(images) if images is not None else "cnnx sample photos"
-    return np.concatenate([photos, noise]), {"photos": len(paths), "photo_source": source, "random": RANDOM_INPUTS}
+    return CheckData(inputs=batch, expected=TorchRunner(model)(batch),
+                     described={"photos": len(paths), "photo_source": source, "random": random_inputs})
 
 
-def compare_runners(reference: TorchRunner, runner, inputs: np.ndarray, precision: str,
-                    thresholds: parity.Thresholds) -> tuple[bool, dict, list[str], dict]:
-    """Run at batch 1 and at the full batch (the dynamic batch axis must give the same answers)."""
-    expected = reference(inputs)
-    per_batch, outputs = {}, []
-    for size in (1, len(inputs)):
-        out = runner(inputs[:size])
-        per_batch[str(size)] = parity.compare(expected[:size], out)
-        outputs.append((expected[:size], out))
-    metrics = parity.compare(np.concatenate([e for e, _ in outputs]), np.concatenate([o for _, o in outputs]))
-    failures = parity.judge(metrics, thresholds)
-    return not failures, metrics, failures, per_batch
+def compare_runner(data: CheckData, runner, thresholds: parity.Thresholds) -> tuple[list[str], dict, dict]:
+    """Run at batch 1 and at the full batch (the dynamic batch axis must give the same answers).
+    Returns the failures, the metrics over both runs, and the metrics per batch size."""
+    per_batch, expected, outputs = {}, [], []
+    for size in (1, len(data.inputs)):
+        out = runner(data.inputs[:size])
+        per_batch[str(size)] = parity.compare(data.expected[:size], out)
+        expected.append(data.expected[:size])
+        outputs.append(out)
+    metrics = parity.compare(np.concatenate(expected), np.concatenate(outputs))
+    return parity.judge(metrics, thresholds), metrics, per_batch
 
 
 def eager_model_for(manifest: dict, weights: str | Path | None = None) -> nn.Module:
@@ -75,21 +88,32 @@ def eager_model_for(manifest: dict, weights: str | Path | None = None) -> nn.Mod
 
 
 def check_artifact(path: str | Path, *, images: str | Path | None = None, weights: str | Path | None = None,
-                   thresholds: parity.Thresholds | None = None, eager: nn.Module | None = None,
-                   inputs: tuple[np.ndarray, dict] | None = None, threads: int | None = None) -> CheckResult:
-    """Check one artifact. `eager` and `inputs` (from check_inputs) may be passed in to avoid rebuilding
-    the reference model or re-reading the images."""
+                   thresholds: parity.Thresholds | None = None, data: CheckData | None = None,
+                   backend: str = "onnxruntime", threads: int | None = None) -> CheckResult:
+    """Check one artifact on `backend` against its eager model. `data` (from check_data) may be passed in
+    by a caller that already has the eager outputs, e.g. export checking several precisions of one model.
+
+    int8 artifacts are judged on photos only, never on calibration images: without --images, on the
+    shipped photos that "samples" calibration holds out (the others were never used for calibration)."""
+    from .backends import artifact_runner
+
     start = time.perf_counter()
     path = Path(path)
     manifest = read_manifest(path)
     spec = get_spec(manifest["model"])
     precision = manifest["precision"]
     limits = thresholds or parity.DEFAULT_THRESHOLDS[precision]
-    reference = TorchRunner(eager if eager is not None else eager_model_for(manifest, weights))
-    runner = OnnxRuntimeRunner(path, threads=threads)
-    batch, described = inputs if inputs is not None else check_inputs(spec, images)
-    passed, metrics, failures, per_batch = compare_runners(reference, runner, batch, precision, limits)
+    if data is None:
+        eager = eager_model_for(manifest, weights)
+        if precision == "int8":
+            from .export.calibration import sample_split
+
+            data = check_data(eager, spec, images, photos=sample_split()[1], random_inputs=0)
+        else:
+            data = check_data(eager, spec, images)
+    runner = artifact_runner(backend, path, threads=threads)
+    failures, metrics, per_batch = compare_runner(data, runner, limits)
     return CheckResult(artifact=str(path), model=spec.name, precision=precision, backend=runner.backend,
-                       passed=passed, metrics=metrics, thresholds=limits.to_dict(), failures=failures,
-                       batch_sizes=[1, len(batch)], inputs=described, per_batch=per_batch,
+                       passed=not failures, metrics=metrics, thresholds=limits.to_dict(), failures=failures,
+                       batch_sizes=[1, len(data.inputs)], inputs=data.described, per_batch=per_batch,
                        seconds=round(time.perf_counter() - start, 2))

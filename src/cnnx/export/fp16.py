@@ -72,6 +72,44 @@ def to_fp16(proto: onnx.ModelProto, batch: np.ndarray, lrn: list[str]) -> tuple[
     for name, peak in overflow_risk_nodes(proto, batch).items():
         keep.setdefault(name, f"activation peak {peak:.4g} on sample photos is near the fp16 limit {FP16_MAX:g}")
     converted = convert_float_to_float16(proto, keep_io_types=True, node_block_list=sorted(keep))
+    removed = drop_round_trip_casts(converted)
     info = {"fp32_nodes": [{"node": n, "reason": r} for n, r in sorted(keep.items())],
-            "fp32_node_count": len(keep), "nodes": len(converted.graph.node)}
+            "fp32_node_count": len(keep), "round_trip_casts_removed": removed,
+            "nodes": len(converted.graph.node)}
     return converted, info
+
+
+def drop_round_trip_casts(model: onnx.ModelProto) -> int:
+    """Remove fp32 -> fp16 -> fp32 Cast pairs, in place; returns how many back-casts were removed.
+
+    The converter casts the output of every fp32-kept node to fp16 and back before the next kept node,
+    even when both are kept: the value still passes through fp16 and overflows. Consumers of such a
+    pair are rewired to the original fp32 tensor, so chains of kept nodes really stay fp32."""
+    graph = model.graph
+    to_type = {n.name: next((a.i for a in n.attribute if a.name == "to"), None) for n in graph.node}
+    producer = {out: n for n in graph.node for out in n.output}
+    graph_outputs = {o.name for o in graph.output}
+    removed, replace = 0, {}
+    for node in list(graph.node):
+        if node.op_type != "Cast" or to_type[node.name] != onnx.TensorProto.FLOAT:
+            continue
+        down = producer.get(node.input[0])
+        if down is None or down.op_type != "Cast" or to_type[down.name] != onnx.TensorProto.FLOAT16:
+            continue
+        original = down.input[0]  # the fp32 tensor before the round trip
+        if node.output[0] in graph_outputs:
+            node.op_type, node.input[0] = "Identity", original
+            del node.attribute[:]
+        else:
+            replace[node.output[0]] = original
+            graph.node.remove(node)
+        removed += 1
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in replace:
+                node.input[i] = replace[name]
+    used = {name for n in graph.node for name in n.input} | graph_outputs
+    for node in list(graph.node):  # down-casts whose fp16 value nobody reads any more
+        if node.op_type == "Cast" and not any(out in used for out in node.output):
+            graph.node.remove(node)
+    return removed

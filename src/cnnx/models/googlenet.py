@@ -102,6 +102,15 @@ class _GoogLeNetBase(nn.Module):
     aux1: nn.Module | None
     aux2: nn.Module | None
 
+    def _add_inception_stages(self, conv, k: int, maxpool4: int) -> None:
+        """Inception 3a-5b with the pools between them, registered in torchvision's order (state-dict keys
+        follow registration order). `k` is the third branch's kernel, `maxpool4` the 4->5 pool's."""
+        for name in ("3a", "3b", "pool3", "4a", "4b", "4c", "4d", "4e", "pool4", "5a", "5b"):
+            if name.startswith("pool"):
+                size = maxpool4 if name == "pool4" else 3
+                setattr(self, f"maxpool{name[-1]}", nn.MaxPool2d(size, stride=2, ceil_mode=True))
+            else:
+                setattr(self, f"inception{name}", Inception(*_INCEPTION_CFG[name], conv=conv, k=k))
     def _stem(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -142,20 +151,7 @@ class GoogLeNet(_GoogLeNetBase):
         self.lrn2 = caffe_lrn()  # conv2/norm2: LRN after the 3x3 conv, before pool2
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
-        def block(name: str) -> Inception:
-            return Inception(*_INCEPTION_CFG[name], conv=ConvReLU, k=5)
-
-        self.inception3a = block("3a")
-        self.inception3b = block("3b")
-        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception4a = block("4a")
-        self.inception4b = block("4b")
-        self.inception4c = block("4c")
-        self.inception4d = block("4d")
-        self.inception4e = block("4e")
-        self.maxpool4 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # 3x3/2 as in the paper (tv: 2x2)
-        self.inception5a = block("5a")
-        self.inception5b = block("5b")
+        self._add_inception_stages(ConvReLU, k=5, maxpool4=3)  # maxpool4 3x3/2 as in the paper (tv: 2x2)
 
         if aux_logits:
             # 14x14 -> 4x4 with the paper's 5x5/3 average pool.
@@ -189,20 +185,7 @@ class GoogLeNetTV(_GoogLeNetBase):
         self.conv3 = ConvBNReLU(64, 192, 3, padding=1)
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
-        def block(name: str) -> Inception:
-            return Inception(*_INCEPTION_CFG[name], conv=ConvBNReLU, k=3)
-
-        self.inception3a = block("3a")
-        self.inception3b = block("3b")
-        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception4a = block("4a")
-        self.inception4b = block("4b")
-        self.inception4c = block("4c")
-        self.inception4d = block("4d")
-        self.inception4e = block("4e")
-        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
-        self.inception5a = block("5a")
-        self.inception5b = block("5b")
+        self._add_inception_stages(ConvBNReLU, k=3, maxpool4=2)
 
         if aux_logits:
             self.aux1 = InceptionAux(512, num_classes, nn.AdaptiveAvgPool2d((4, 4)), conv=ConvBNReLU)

@@ -13,36 +13,12 @@ from typing import Callable
 
 from torch import nn
 
+from ..data import (IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD,  # noqa: F401 (re-exported)
+                    Preprocess, imagenet_preprocess)
 from ..errors import UsageError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# Inception-family checkpoints ported from TF expect inputs scaled to [-1, 1].
-INCEPTION_MEAN = (0.5, 0.5, 0.5)
-INCEPTION_STD = (0.5, 0.5, 0.5)
 
 # Family modules, in the order of the source post; each defines SPECS: list[ModelSpec].
 FAMILY_MODULES = ("alexnet", "vgg", "nin", "googlenet", "inception", "resnet", "inception_resnet")
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How an RGB image becomes the model's input: resize the shorter side, center-crop, normalise."""
-
-    resize: int
-    crop: int
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"
-
-    def to_dict(self) -> dict:
-        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation}
-
-
-def imagenet_preprocess(crop: int = 224, resize: int | None = None, **kw) -> Preprocess:
-    """The usual ImageNet evaluation transform: resize to crop/0.875, then center-crop."""
-    return Preprocess(resize=resize or round(crop / 0.875), crop=crop, **kw)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,182 @@
+"""CLI commands (registered on cnnx.cli.cli when cli.py imports this module): predict, triton."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from .cli import cli, console, emit_json, err_console
+from .errors import CnnxError
+
+PREDICT_BATCH = 32
+
+
+@contextlib.contextmanager
+def _plain_errors():
+    """Report a CnnxError like the cli group does, but with rich markup escaped: messages and hints here
+    carry file names and `pip install 'cnnx[triton]'`, whose brackets rich would take for markup tags."""
+    try:
+        yield
+    except CnnxError as exc:
+        ctx = click.get_current_context()
+        if ctx.find_root().params.get("debug"):
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
+        if exc.hint:
+            err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", markup=True, highlight=False)
+        ctx.exit(exc.exit_code)
+
+
+def _expand_images(paths: tuple[Path, ...]) -> list[Path]:
+    """IMAGE arguments: files as given; a folder stands for the image files in it."""
+    from .data import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += found or [path]  # an empty folder is reported as a failed input
+        else:
+            files.append(path)
+    return files
+
+
+@cli.command("predict")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--topk", default=5, show_default=True, type=click.IntRange(1, 1000),
+              help="Labels per image.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "openvino", "tensorrt"]), default=None,
+              help="Inference backend: onnxruntime (default for .onnx), openvino, tensorrt (.plan).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Intra-op threads of the backend.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def predict_cmd(artifact: Path, images: tuple[Path, ...], topk: int, backend: str | None, threads: int | None,
+                as_json: bool) -> None:
+    """Top-k ImageNet labels and probabilities for each IMAGE (files or folders), using the model's own
+    preprocessing from the artifact's manifest.
+
+    Images in any common format and mode are converted to RGB. An unreadable image is reported by name
+    and the others still run. Exit code 0 when every image was classified, 2 when any failed."""
+    import numpy as np
+
+    from .runtime import load
+
+    with _plain_errors():
+        predictor = load(artifact, backend, threads=threads)
+    files = _expand_images(images)
+    # one entry per IMAGE (duplicates included): its input tensor, its predictions, or its error
+    inputs: dict[int, np.ndarray] = {}
+    errors: dict[int, str] = {}
+    for i, path in enumerate(files):
+        try:
+            if path.is_dir():
+                raise CnnxError(f"folder '{path}' holds no image files")
+            inputs[i] = predictor.prepare(path)
+        except CnnxError as exc:
+            errors[i] = exc.message
+    predictions = {}
+    ready = list(inputs)
+    step = min(PREDICT_BATCH, predictor.max_batch or PREDICT_BATCH)
+    for start in range(0, len(ready), step):
+        chunk = ready[start:start + step]
+        logits = predictor(np.stack([inputs[i] for i in chunk]))
+        predictions.update(zip(chunk, predictor.top_predictions(logits, topk)))
+
+    index = {label: i for i, label in enumerate(predictor.labels)}
+    if as_json:
+        results = []
+        for i, path in enumerate(files):
+            if i in predictions:
+                results.append({"image": str(path), "predictions": [
+                    {"label": p.label, "index": index[p.label], "probability": p.probability}
+                    for p in predictions[i]]})
+            else:
+                results.append({"image": str(path), "error": errors[i]})
+        emit_json({"artifact": str(artifact), "model": predictor.model, "precision": predictor.precision,
+                   "backend": predictor.backend, "topk": topk, "results": results,
+                   "classified": len(predictions), "failed": len(errors)})
+    else:
+        if predictions:
+            table = Table(title=f"{predictor.model} {predictor.precision} ({predictor.backend})")
+            for column, justify in (("image", "left"), ("#", "right"), ("label", "left"),
+                                    ("class", "right"), ("probability", "right")):
+                table.add_column(column, justify=justify)
+            for i, preds in predictions.items():
+                for rank, p in enumerate(preds, 1):
+                    table.add_row(escape(str(files[i])) if rank == 1 else "", str(rank), escape(p.label),
+                                  str(index[p.label]), f"{p.probability:.4f}", end_section=rank == len(preds))
+            console.print(table)
+        for i, message in errors.items():
+            err_console.print(f"[bold red]error:[/] {escape(str(files[i]))}: {escape(message)}", markup=True,
+                              highlight=False)
+        if errors:
+            err_console.print(f"{len(predictions)} image(s) classified, {len(errors)} failed", highlight=False)
+    if errors:
+        click.get_current_context().exit(2)
+
+
+def _batch_list(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a comma-separated list of integers") from None
+
+
+@cli.command("triton")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--repo", "repo", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Model repository folder (created if missing).")
+@click.option("--name", default=None, help="Model name (one artifact only). Default: <model>-<precision>.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
+              show_default=True, help="Triton backend for ONNX artifacts (plans always use TensorRT).")
+@click.option("--max-batch", type=click.IntRange(1), default=None,
+              help="max_batch_size. Default: 32 for ONNX, the profile's maximum for a TensorRT plan.")
+@click.option("--preferred-batch", default=None,
+              help="Comma-separated preferred batch sizes for dynamic batching. Default: powers of two "
+                   "up to the max batch.")
+@click.option("--queue-delay-us", type=click.IntRange(0), default=100, show_default=True,
+              help="Dynamic batching: max microseconds a request waits for a batch to fill.")
+@click.option("--instances", type=click.IntRange(1), default=1, show_default=True,
+              help="Model instances (instance_group count).")
+@click.option("--kind", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
+              help="Instance kind: auto = GPU for plans, CPU for ONNX.")
+@click.option("--warmup", type=click.Choice(["random", "zero", "none"]), default="random", show_default=True,
+              help="Warm-up data Triton runs through the model at load (batch 1 and the max batch).")
+@click.option("--force", is_flag=True, help="Replace an existing model folder of the same name.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def triton_cmd(artifacts: tuple[Path, ...], repo: Path, name: str | None, backend: str, max_batch: int | None,
+               preferred_batch: str | None, queue_delay_us: int, instances: int, kind: str, warmup: str,
+               force: bool, as_json: bool) -> None:
+    """Write a Triton Inference Server model repository: REPO/<name>/config.pbtxt and
+    REPO/<name>/1/model.onnx|model.plan (+ its manifest), one model per ARTIFACT.
+
+    Each config is validated against Triton's ModelConfig schema (needs `pip install 'cnnx[triton]'`,
+    else exit 3). Each model folder is written atomically; an existing one is kept unless --force."""
+    from .deploy.triton import TritonOptions, add_to_repository
+
+    opts = TritonOptions(backend=backend, max_batch=max_batch, instances=instances, kind=kind,
+                         queue_delay_us=queue_delay_us, preferred_batch=_batch_list(preferred_batch),
+                         warmup=warmup)
+    with _plain_errors():
+        models = add_to_repository(artifacts, repo, name=name, opts=opts, force=force)
+    if as_json:
+        emit_json({"repository": str(repo), "models": [m.to_dict() for m in models]})
+        return
+    table = Table(title=escape(f"Triton model repository {repo}"))
+    for column in ("model", "platform", "max batch", "files"):
+        table.add_column(column)
+    for m in models:
+        table.add_row(m.name + (" (replaced)" if m.replaced else ""), m.platform, str(m.max_batch),
+                      ", ".join(m.files))
+    console.print(table)
+    console.print("serve: docker run --rm -p8000:8000 -p8001:8001 -p8002:8002 "
+                  f"-v {repo.resolve()}:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 "
+                  "tritonserver --model-repository=/models", highlight=False, markup=False)
+    for m in models:
+        console.print(f"measure: {m.perf_command}", highlight=False, markup=False)

@@ -1,0 +1,1 @@
+"""Deployment targets for exported artifacts (Triton model repository: triton.py)."""

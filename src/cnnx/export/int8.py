@@ -1,0 +1,380 @@
+"""fp32 ONNX -> INT8 Q/DQ ONNX with ONNX Runtime's static quantizer, a calibration cache and an accuracy rescue.
+
+Two Q/DQ forms (`target`):
+- "tensorrt": what TensorRT's explicit-quantization parser accepts (shared/reference/tensorrt.md 4.7, 5.3):
+  int8 activations and weights, all zero points 0 (symmetric), per-channel weights on axis 0 (output
+  channels), biases left in float (no int32 bias DequantizeLinear).
+- "cpu": ONNX Runtime's fast x86 path (VNNI/AMX): uint8 asymmetric activations, int8 symmetric per-channel
+  weights, int32 biases.
+
+Calibration ranges are measured once per (model, weights, calibration tensors, method, target, size,
+opset, simplification) and stored as ONNX Runtime's own JSON calibration cache under
+`<out>/.calibration/<key>.json`; quantize_static reads it back (calibration_cache_path), so later exports
+and every trial of the rescue skip calibration.
+
+Rescue (`exclude="auto"`): quantize everything, then rank the Conv/Gemm/MatMul nodes by the quantization
+noise each one causes in isolation (noise-to-signal ratio of its Q/DQ'd input activation, with the
+calibrated range, plus that of its Q/DQ'd per-channel weights, on the fp32 activations of a few
+calibration tensors: one pass of the fp32 graph instead of one re-quantization per node), and keep the worst ones in float - 1, 2, 4, ... of them, then bisect - until the logits SQNR on
+those calibration tensors reaches the target, or RESCUE_MAX_SHARE of the nodes are float.
+The accuracy reported in the manifest is always measured on held-out photos, never on calibration data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import io
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .. import parity
+from ..backends.onnxruntime import OnnxRuntimeRunner
+from ..errors import UsageError
+from .calibration import CalibrationSet
+
+TARGETS = ("tensorrt", "cpu")
+METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_TARGET = "tensorrt"
+DEFAULT_METHOD = "minmax"
+TARGET_SQNR_DB = 30.0
+RESCUE_MAX_SHARE = 0.25  # at most this share of the quantizable nodes is kept in float
+RESCUE_PROBE = 8  # calibration tensors used to rank layers and to judge rescue trials
+CACHE_DIR = ".calibration"
+CACHE_FORMAT = "cnnx-int8-calibration/1"
+CALIB_BATCH = 4  # tensors per calibration inference (memory of all intermediates stays bounded)
+LAYER_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def _ort():
+    from onnxruntime import quantization as q
+
+    return q
+
+
+def method_enum(method: str):
+    q = _ort()
+    return {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
+            "percentile": q.CalibrationMethod.Percentile}[method]
+
+
+def target_options(target: str) -> dict:
+    """quantize_static keyword arguments of a Q/DQ form."""
+    q = _ort()
+    common = {"quant_format": q.QuantFormat.QDQ, "per_channel": True, "weight_type": q.QuantType.QInt8}
+    if target == "tensorrt":
+        return {**common, "activation_type": q.QuantType.QInt8, "extra_options": {
+            "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+            "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
+            "DedicatedQDQPair": False, "QDQDisableWeightAdjustForInt32Bias": True}}
+    return {**common, "activation_type": q.QuantType.QUInt8, "extra_options": {
+        "ActivationSymmetric": False, "WeightSymmetric": True,
+        "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1}}}
+
+
+def validate_options(method: str, target: str, exclude) -> None:
+    if method not in METHODS:
+        raise UsageError(f"unknown calibration method '{method}'", f"choose from {', '.join(METHODS)}")
+    if target not in TARGETS:
+        raise UsageError(f"unknown INT8 target '{target}'", f"choose from {', '.join(TARGETS)}")
+    if exclude is not None and exclude != "auto" and (
+            isinstance(exclude, str) or not all(isinstance(n, str) for n in exclude)):
+        raise UsageError(f"int8 exclusions must be 'auto' or a list of node names, not {exclude!r}")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ONNX Runtime's quantizer prints progress to stdout (would corrupt --json) and logs warnings."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def cache_key(**parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class _Reader:
+    """CalibrationDataReader over a slice of preprocessed tensors, CALIB_BATCH at a time."""
+
+    def __init__(self, input_name: str, tensors: np.ndarray):
+        self.batches = [{input_name: tensors[i:i + CALIB_BATCH]} for i in range(0, len(tensors), CALIB_BATCH)]
+        self.index = 0
+
+    def get_next(self):
+        if self.index >= len(self.batches):
+            return None
+        self.index += 1
+        return self.batches[self.index - 1]
+
+    def __len__(self):
+        return len(self.batches)
+
+
+def _op_types() -> list[str]:
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+
+
+def calibrate(fp32_path: Path, calib: CalibrationSet, method: str, target: str, cache_path: Path,
+              input_name: str) -> float:
+    """Measure the tensor ranges on the calibration tensors and store them as ORT's calibration cache."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    start = time.perf_counter()
+    symmetric = target == "tensorrt"
+    with _quiet(), tempfile.TemporaryDirectory(prefix="cnnx-calib-") as tmp:
+        calibrator = create_calibrator(Path(fp32_path), _op_types(),
+                                       augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=method_enum(method),
+                                       extra_options={"symmetric": symmetric})
+        # One collect per chunk: MinMax merges ranges and the histogram methods merge histograms, so
+        # the intermediates of only CALIB_BATCH tensors are held at a time.
+        for i in range(0, len(calib.tensors), CALIB_BATCH):
+            calibrator.collect_data(_Reader(input_name, calib.tensors[i:i + CALIB_BATCH]))
+        ranges = calibrator.compute_data()
+        del calibrator
+    save_tensors_data(ranges, cache_path)
+    return round(time.perf_counter() - start, 3)
+
+
+def quantize(fp32_path: Path, out_path: Path, cache_path: Path, method: str, target: str,
+             exclude: list[str]) -> None:
+    """One quantize_static call reading the ranges from the calibration cache (no calibration inference)."""
+    q = _ort()
+    with _quiet():
+        q.quantize_static(str(fp32_path), str(out_path), None, calibrate_method=method_enum(method),
+                          nodes_to_exclude=list(exclude), calibration_cache_path=str(cache_path),
+                          **target_options(target))
+
+
+def layer_macs(proto: onnx.ModelProto) -> dict[str, int]:
+    """Multiply-accumulates per Conv/Gemm/MatMul node at batch 1, from the graph's inferred shapes."""
+    if not proto.graph.value_info:
+        proto = onnx.shape_inference.infer_shapes(proto)
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+              for vi in (*proto.graph.value_info, *proto.graph.output)}
+    weights = {init.name: list(init.dims) for init in proto.graph.initializer}
+    macs = {}
+    for node in proto.graph.node:
+        if node.op_type not in LAYER_OPS or len(node.input) < 2 or node.input[1] not in weights:
+            continue
+        w = weights[node.input[1]]
+        out = shapes.get(node.output[0], [])
+        spatial = int(np.prod(out[2:])) if node.op_type == "Conv" and len(out) > 2 else 1
+        macs[node.name] = int(np.prod(w)) * spatial
+    return macs
+
+
+def qdq_summary(proto: onnx.ModelProto) -> dict:
+    """Counts and types of the Q/DQ nodes of a quantized graph (what a TensorRT parser would look at)."""
+    inits = {i.name: i for i in proto.graph.initializer}
+    counts = {"QuantizeLinear": 0, "DequantizeLinear": 0}
+    zero_point_types, nonzero = set(), 0
+    for node in proto.graph.node:
+        if node.op_type in counts:
+            counts[node.op_type] += 1
+            if len(node.input) > 2 and node.input[2] in inits:
+                zp = onnx.numpy_helper.to_array(inits[node.input[2]])
+                zero_point_types.add(str(zp.dtype))
+                nonzero += int(np.count_nonzero(zp))
+    return {"quantize_nodes": counts["QuantizeLinear"], "dequantize_nodes": counts["DequantizeLinear"],
+            "zero_point_types": sorted(zero_point_types), "nonzero_zero_points": nonzero,
+            "nodes": len(proto.graph.node)}
+
+
+def _with_outputs(proto: onnx.ModelProto, names: list[str]) -> bytes:
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    existing = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in existing:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return probe.SerializeToString()
+
+
+def _fake_quant(x: np.ndarray, lo: float, hi: float, target: str, axis: int | None = None) -> np.ndarray:
+    """x through quantize -> dequantize as the target's Q/DQ form does it (symmetric int8, or uint8)."""
+    if target == "tensorrt" or axis is not None:
+        scale = np.maximum(np.maximum(np.abs(lo), np.abs(hi)) / 127.0, 1e-12)
+        return np.clip(np.round(x / scale), -127, 127) * scale
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max((hi - lo) / 255.0, 1e-12)
+    zero = np.round(-lo / scale)
+    return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
+
+
+def layer_noise(fp32: onnx.ModelProto, cache_path: Path, target: str, probe: np.ndarray) -> dict[str, float]:
+    """Quantization noise of each Conv/Gemm/MatMul node in isolation: the noise-to-signal ratio of its
+    Q/DQ'd input activation (with the calibrated range, on the fp32 activations of the probe tensors)
+    plus that of its per-channel Q/DQ'd weights. A node whose input has outliers that stretch its range,
+    or whose weights have outlier channels, scores high; one pass of the fp32 graph ranks all nodes."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    ranges = {name: tuple(float(v) for v in np.ravel(np.asarray(data.range_value)))
+              for name, data in load_tensors_data(cache_path).data.items()}
+    inits = {i.name: i for i in fp32.graph.initializer}
+    layers = [n for n in fp32.graph.node if n.op_type in LAYER_OPS]
+    inputs = sorted({n.input[0] for n in layers if n.input[0] in ranges})
+    graph_inputs = {i.name for i in fp32.graph.input}
+    session = OnnxRuntimeRunner(_with_outputs(fp32, [t for t in inputs if t not in graph_inputs])).session
+    names = [o.name for o in session.get_outputs()]
+    noise, signal = dict.fromkeys(inputs, 0.0), dict.fromkeys(inputs, 0.0)
+    for image in probe:
+        values = dict(zip(names, session.run(None, {session.get_inputs()[0].name: image[None]})))
+        values.update({i: image[None] for i in graph_inputs})
+        for t in inputs:
+            x = values[t].astype(np.float64)
+            noise[t] += float(((x - _fake_quant(x, *ranges[t][:2], target)) ** 2).sum())
+            signal[t] += float((x ** 2).sum())
+    scores = {}
+    for node in layers:
+        act = noise.get(node.input[0], 0.0) / signal[node.input[0]] if signal.get(node.input[0]) else 0.0
+        wq = 0.0
+        if len(node.input) > 1 and node.input[1] in inits:
+            w = onnx.numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+            rows = w if node.op_type == "Conv" or trans_b else w.T  # output channels first
+            flat = rows.reshape(len(rows), -1)
+            peak = np.abs(flat).max(axis=1, keepdims=True)
+            wq = float(((flat - _fake_quant(flat, -peak, peak, target, axis=0)) ** 2).sum() / max((flat ** 2).sum(), 1e-30))
+        scores[node.name] = act + wq
+    return scores
+
+
+def _sqnr(session_or_path, probe: np.ndarray, reference: np.ndarray) -> float:
+    runner = OnnxRuntimeRunner(session_or_path)
+    return parity.compare(reference, runner(probe))["sqnr_db"]
+
+
+def check_exclude(fp32: onnx.ModelProto, exclude: list[str]) -> None:
+    names = [n.name for n in fp32.graph.node]
+    unknown = [n for n in exclude if n not in set(names)]
+    if unknown:
+        layers = [n.name for n in fp32.graph.node if n.op_type in LAYER_OPS]
+        close = sorted({m for u in unknown for m in difflib.get_close_matches(u, names, n=3)})
+        raise UsageError(f"no node named {', '.join(repr(u) for u in unknown)} in the graph to quantize",
+                         (f"did you mean {', '.join(close)}? " if close else "")
+                         + f"quantizable layers are e.g. {', '.join(layers[:5])} (see the int8 manifest's "
+                           "'layers' or use --int8-exclude auto)")
+
+
+def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib: CalibrationSet,
+               holdout_expected: np.ndarray, method: str, target: str, exclude, cache_dir: Path,
+               key_parts: dict, recalibrate: bool = False, input_name: str = "images",
+               target_sqnr_db: float = TARGET_SQNR_DB, progress=lambda stage: None) -> dict:
+    """Calibrate (or reuse the cache), quantize `fp32_path` into `out_path`, rescue if asked; returns the
+    manifest's precision details (calibration, Q/DQ form, float layers, held-out accuracy, timings)."""
+    timings = {}
+    parts = {"format": CACHE_FORMAT, **key_parts, "calibration_sha256": calib.sha256, "method": method,
+             "target": target, "calib_size": len(calib.tensors)}
+    key = cache_key(**parts)
+    cache_path = Path(cache_dir) / f"{key}.json"
+    hit = cache_path.is_file() and not recalibrate
+    if hit:
+        status = "cache hit"
+    else:
+        progress(f"calibrating ({method}, {len(calib.tensors)} tensors)")
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        timings["calibrate"] = calibrate(fp32_path, calib, method, target, cache_path, input_name)
+        status = "recalibrated (forced)" if recalibrate and cache_path.is_file() else "computed"
+    macs = layer_macs(fp32)
+    total_macs = sum(macs.values()) or 1
+
+    def holdout_metrics(path: Path) -> dict:
+        return parity.compare(holdout_expected, OnnxRuntimeRunner(path)(calib.holdout))
+
+    rescue = None
+    start = time.perf_counter()
+    if exclude == "auto":
+        progress("measuring layer sensitivity for the accuracy rescue")
+        probe = calib.tensors[:RESCUE_PROBE]
+        reference = OnnxRuntimeRunner(fp32_path)(probe)
+        with tempfile.TemporaryDirectory(prefix="cnnx-int8-") as tmp:
+            trial = Path(tmp) / "trial.onnx"
+            quantize(fp32_path, trial, cache_path, method, target, [])
+            before = holdout_metrics(trial)
+            probe_before = _sqnr(trial, probe, reference)
+            chosen: list[str] = []
+            trials = [{"float_layers": 0, "probe_sqnr_db": probe_before}]
+            ranking: list[tuple[str, float]] = []
+            if probe_before < target_sqnr_db:
+                added = layer_noise(fp32, cache_path, target, probe)
+                ranking = sorted(added.items(), key=lambda kv: -kv[1])
+                cap = max(1, int(len(ranking) * RESCUE_MAX_SHARE))
+
+                def attempt(k: int) -> float:
+                    quantize(fp32_path, trial, cache_path, method, target, [n for n, _ in ranking[:k]])
+                    value = _sqnr(trial, probe, reference)
+                    trials.append({"float_layers": k, "probe_sqnr_db": value})
+                    return value
+
+                steps = sorted({min(cap, 2 ** i) for i in range(cap.bit_length() + 1)})
+                lo, hi = 0, None
+                for k in steps:  # doubling: find a count that meets the target
+                    if attempt(k) >= target_sqnr_db:
+                        hi = k
+                        break
+                    lo = k
+                if hi is None:
+                    hi = cap  # target not reached within the cap: keep the cap's worth in float
+                else:
+                    while hi - lo > 1:  # bisect to the fewest float layers that still meet the target
+                        mid = (lo + hi) // 2
+                        if attempt(mid) >= target_sqnr_db:
+                            hi = mid
+                        else:
+                            lo = mid
+                chosen = [n for n, _ in ranking[:hi]]
+        rescue = {"target_sqnr_db": target_sqnr_db, "probe": f"first {len(probe)} calibration tensors",
+                  "probe_sqnr_before_db": probe_before, "trials": trials,
+                  "ranking_top": [{"node": n, "added_nsr": v} for n, v in ranking[:10]],
+                  "sqnr_before_db": before["sqnr_db"], "metrics_before": before,
+                  "max_float_share": RESCUE_MAX_SHARE}
+        exclude_list = chosen
+    else:
+        exclude_list = list(exclude or [])
+    progress(f"quantizing ({target} Q/DQ form)")
+    quantize(fp32_path, out_path, cache_path, method, target, exclude_list)
+    timings["quantize" if exclude != "auto" else "rescue_and_quantize"] = round(time.perf_counter() - start, 3)
+    start = time.perf_counter()
+    after = holdout_metrics(out_path)
+    timings["holdout_eval"] = round(time.perf_counter() - start, 3)
+    if rescue is not None:
+        rescue.update(sqnr_after_db=after["sqnr_db"], met_target=after["sqnr_db"] >= target_sqnr_db)
+    quantized = onnx.load(str(out_path))
+    float_macs = sum(macs.get(n, 0) for n in exclude_list)
+    q = target_options(target)
+    return {
+        "target": target, "target_is_default": target == DEFAULT_TARGET,
+        "form": ("int8 symmetric activations and weights (zero points 0), per-channel weights on axis 0, "
+                 "float biases: the Q/DQ form TensorRT's parser accepts") if target == "tensorrt" else
+                ("uint8 asymmetric activations, int8 symmetric per-channel weights, int32 biases: ONNX "
+                 "Runtime's fast x86 (VNNI/AMX) path"),
+        "activation_type": "int8" if target == "tensorrt" else "uint8", "weight_type": "int8",
+        "per_channel": True, "quantize_bias": target != "tensorrt",
+        "ort_extra_options": q["extra_options"],
+        "calibration": {**calib.described, "method": method, "sha256": calib.sha256,
+                        "cache": {"status": status, "key": key, "path": str(cache_path), "key_parts": parts}},
+        "holdout": calib.holdout_described,
+        "float_layers": {"mode": "auto" if exclude == "auto" else ("manual" if exclude_list else "none"),
+                         "nodes": exclude_list, "count": len(exclude_list),
+                         "quantizable_layers": len(macs), "float_mac_share": float_macs / total_macs},
+        "rescue": rescue,
+        "accuracy": {"vs": "eager PyTorch fp32", "inputs": "held-out photos", **after},
+        "qdq": qdq_summary(quantized),
+        "timings_s": timings,
+    }

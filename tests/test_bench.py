@@ -1,0 +1,77 @@
+"""Benchmark statistics against hand-computed values, report schemas, backend errors, a smoke bench."""
+
+import csv
+import json
+
+import pytest
+
+from cnnx import bench
+from cnnx.bench_suite import backend_unavailable_reason
+
+
+def test_percentiles_follow_trtexec_float32_rule():
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    # excluded = int((1 - p/100) * N) in float32: p90 -> int(10.0000024) = 10 -> sorted[89] = 90
+    assert bench.trtexec_percentile(values, 90) == 90.0
+    assert bench.trtexec_percentile(values, 95) == 95.0
+    # p99: 1 - 0.99f = 0.00999999 -> int(0.999999) = 0 excluded -> the max, as trtexec reports it
+    assert bench.trtexec_percentile(values, 99) == 100.0
+    ten = [float(v) for v in range(1, 11)]
+    assert bench.trtexec_percentile(ten, 90) == 9.0  # excluded int(1.0000002) = 1 -> sorted[8]
+    assert bench.trtexec_percentile(ten, 99) == 10.0  # excluded int(0.1) = 0 -> the max
+    assert bench.trtexec_percentile([5.0], 99) == 5.0
+
+
+def test_median_mean_cov_and_throughput():
+    stats = bench.summarize([4.0, 1.0, 3.0, 2.0], batch=8, wall_s=0.5)
+    assert stats.median_ms == 2.5 and stats.mean_ms == 2.5  # even count: mean of the middle two
+    assert stats.min_ms == 1.0 and stats.max_ms == 4.0
+    # population std of 1..4 = sqrt(1.25); CoV = 1.118.../2.5*100
+    assert stats.cov_pct == pytest.approx(44.72136, rel=1e-5)
+    assert stats.unstable
+    assert stats.qps == 8.0 and stats.images_per_s == 64.0  # 4 queries in 0.5 s, 8 images each
+    odd = bench.summarize([3.0, 1.0, 2.0], batch=1, wall_s=1.0)
+    assert odd.median_ms == 2.0 and not bench.summarize([2.0, 2.0], 1, 1.0).unstable
+
+
+def test_time_loop_runs_until_both_iterations_and_duration():
+    calls = []
+    stats = bench.time_loop(lambda: calls.append(1) or 1.5, batch=1, warmup_ms=0, duration_s=0.0, min_iters=7)
+    assert stats.iterations == 7 and stats.median_ms == 1.5  # a step's own latency (CUDA events) is used
+    assert len(calls) == 8  # one warm-up call, then the timed ones
+
+
+def test_unknown_backend_exits_2(run_cli):
+    result = run_cli("bench", "nin", "--backends", "torch,tensorflow")
+    assert result.exit_code == 2 and "unknown backend tensorflow" in result.stderr
+
+
+def test_unavailable_backend_asked_for_exits_3_with_reason(run_cli):
+    reason = backend_unavailable_reason("tensorrt")
+    assert reason  # no TensorRT here; on a TensorRT machine this test is moot
+    result = run_cli("bench", "nin", "--backends", "tensorrt")
+    assert result.exit_code == 3
+    assert "backend 'tensorrt' is unavailable" in result.stderr and "Traceback" not in result.output
+
+
+def test_smoke_bench_json_csv_and_plot(run_cli, tmp_path):
+    csv_path, plot_path = tmp_path / "b.csv", tmp_path / "b.png"
+    result = run_cli("bench", "nin", "--backends", "torch,onnxruntime", "--precision", "fp32,int8",
+                     "--batch", "1,2", "--duration", "0.05", "--min-iters", "3", "--warmup-ms", "0",
+                     "--threads", "1", "--out", tmp_path / "export", "--json", "--csv", csv_path,
+                     "--plot", plot_path)
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(result.output)
+    assert report["machine"]["cpu"]["model"] and report["machine"]["versions"]["onnxruntime"]
+    ok = {(c["backend"], c["precision"], c["batch"]): c for c in report["cases"] if c["status"] == "ok"}
+    assert {("torch", "fp32", 1), ("torch", "fp32", 2), ("onnxruntime", "fp32", 1), ("onnxruntime", "fp32", 2)} <= set(ok)
+    assert ok[("torch", "fp32", 1)]["speedup"] == 1.0
+    for case in ok.values():
+        stats = case["latency"]
+        assert stats["iterations"] >= 3 and stats["min_ms"] <= stats["median_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+    skipped = {(c["backend"], c["precision"]) for c in report["cases"] if c["status"] == "skipped"}
+    assert ("torch", "int8") in skipped  # listed with a reason, not dropped
+    assert all(c["reason"] for c in report["cases"] if c["status"] == "skipped")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) == len(report["cases"]) and {"median_ms", "p99_ms", "images_per_s", "speedup"} <= set(rows[0])
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

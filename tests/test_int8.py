@@ -1,0 +1,286 @@
+"""INT8 Q/DQ export: TensorRT and CPU forms, calibration data, cache, held-out accuracy, rescue, bad input.
+
+Real photos only: cnnx's shipped samples and scikit-image's bundled photos (no mocks)."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from cnnx import parity
+from cnnx.backends.torch import TorchRunner
+from cnnx.data import sample_images
+from cnnx.errors import UsageError
+from cnnx.export import int8
+from cnnx.export.calibration import (SAMPLE_HOLDOUT_NAMES, augmentations, load_calibration, sample_split,
+                                     split_holdout)
+from cnnx.export.pipeline import export_model
+from cnnx.models.registry import get_spec, list_models
+from cnnx.weights import create_model
+
+CALIB = 16  # calibration tensors in the tests: 6 sample photos + deterministic augmentations
+BIG = {"vgg11", "vgg11-lrn", "vgg13", "vgg16-c", "vgg16", "vgg19", "resnet152", "resnext101-32x8d",
+       "resnext101-64x4d", "inception-resnet-v2", "resnet101", "inception-v3", "inception-resnet-v1"}
+
+
+def inits(proto):
+    return {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+
+
+@pytest.fixture(scope="module")
+def resnet18_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8")
+    results = export_model("resnet18", precisions=("fp32", "int8"), out_dir=out, calib_data="samples",
+                           calib_size=CALIB)
+    return out, {r.manifest["precision"]: r for r in results}
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """12 real photos from scikit-image, as files of a user's folder."""
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "brick", "camera", "cat", "coffee", "coins", "grass", "gravel", "horse",
+                 "immunohistochemistry", "rocket", "hubble_deep_field"):
+        Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.png")
+    return folder
+
+
+# --- structure of the two Q/DQ forms ---------------------------------------------------------------
+
+def test_tensorrt_form_is_symmetric_int8_per_channel_without_bias_quantization(resnet18_export):
+    out, results = resnet18_export
+    proto = onnx.load(str(results["int8"].path))
+    values = inits(proto)
+    qdq = [n for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq, "no Q/DQ nodes"
+    for node in qdq:
+        assert len(node.input) == 3 and node.input[2] in values, f"{node.name} has no explicit zero point"
+        zero_point = values[node.input[2]]
+        assert zero_point.dtype == np.int8, f"{node.name}: zero point {zero_point.dtype}, TensorRT needs int8"
+        assert not zero_point.any(), f"{node.name}: non-zero zero point (TensorRT needs symmetric)"
+        if node.op_type == "DequantizeLinear" and node.input[0] in values:
+            assert values[node.input[0]].dtype == np.int8, "int32 (bias) dequantization: TensorRT rejects it"
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 20
+    for conv in convs:
+        weight_dq = producers[conv.input[1]]
+        assert weight_dq.op_type == "DequantizeLinear"
+        weight, scale = values[weight_dq.input[0]], values[weight_dq.input[1]]
+        assert scale.shape == (weight.shape[0],), "Conv weight scales must be per output channel"
+        axis = {a.name: a.i for a in weight_dq.attribute}.get("axis", 1)
+        assert axis == 0
+        if len(conv.input) > 2:  # bias stays float
+            assert conv.input[2] in values and values[conv.input[2]].dtype == np.float32
+    details = results["int8"].manifest["precision_details"]
+    assert details["target"] == "tensorrt" and details["target_is_default"]
+    assert details["qdq"]["nonzero_zero_points"] == 0 and details["qdq"]["zero_point_types"] == ["int8"]
+
+
+def test_cpu_form_uses_uint8_activations_and_int8_weights(resnet18_export, tmp_path):
+    out, results = resnet18_export
+    calib = load_calibration("samples", get_spec("resnet18"), CALIB)
+    fp32_path = results["fp32"].path
+    target = tmp_path / "cpu.onnx"
+    details = int8.build_int8(fp32_path, onnx.load(str(fp32_path)), target, calib=calib,
+                              holdout_expected=_expected("resnet18", calib),
+                              method="minmax", target="cpu", exclude=None, cache_dir=tmp_path / "cache",
+                              key_parts={"model": "resnet18"})
+    proto = onnx.load(str(target))
+    values = inits(proto)
+    activation_q = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    assert activation_q and all(values[n.input[2]].dtype == np.uint8 for n in activation_q)
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    for conv in (n for n in proto.graph.node if n.op_type == "Conv"):
+        weight_dq = producers[conv.input[1]]
+        assert values[weight_dq.input[0]].dtype == np.int8
+    assert details["activation_type"] == "uint8"
+    assert details["accuracy"]["sqnr_db"] > 20
+
+
+def _expected(name, calib):
+    return TorchRunner(create_model(name))(calib.holdout)
+
+
+# --- manifest, held-out check, cache --------------------------------------------------------------
+
+def test_int8_manifest_and_check_use_held_out_photos_only(resnet18_export):
+    out, results = resnet18_export
+    manifest = json.loads((out / "resnet18-int8.json").read_text())
+    details = manifest["precision_details"]
+    assert manifest["precision"] == "int8" and manifest["artifact"] == "resnet18-int8.onnx"
+    held = set(details["holdout"]["files"])
+    assert held == set(SAMPLE_HOLDOUT_NAMES)
+    assert not held & set(details["calibration"]["photos"])
+    check = manifest["parity"]
+    assert check["inputs"]["held_out"] and check["inputs"]["random"] == 0
+    assert check["batch_sizes"] == [1, len(SAMPLE_HOLDOUT_NAMES)]
+    assert check["thresholds"] == parity.DEFAULT_THRESHOLDS["int8"].to_dict()
+    assert manifest["parity"]["passed"], manifest["parity"]["failures"]
+    for metric in ("sqnr_db", "cosine", "top1", "top5"):
+        assert metric in details["accuracy"]
+    assert details["calibration"]["cache"]["status"] == "computed"
+    assert details["calibration"]["method"] == "minmax" and details["calibration"]["count"] == CALIB
+
+
+def test_sample_split_and_augmentation_are_deterministic():
+    calib, held = sample_split()
+    assert len(calib) == 6 and len(held) == 4 and not set(calib) & set(held)
+    assert sorted(calib + held) == sample_images()
+    spec = get_spec("resnet18")
+    a, b = load_calibration("samples", spec, 20), load_calibration("samples", spec, 20)
+    assert a.sha256 == b.sha256 and a.tensors.shape == (20, 3, 224, 224)
+    assert len({t.tobytes() for t in a.tensors}) == 20, "augmented tensors must differ"
+    assert len(augmentations()) == 32
+
+
+def test_cache_is_reused_and_invalidated_by_data_method_or_forced(resnet18_export, tmp_path):
+    out, results = resnet18_export
+    spec = get_spec("resnet18")
+    fp32_path = results["fp32"].path
+    fp32 = onnx.load(str(fp32_path))
+    calib = load_calibration("samples", spec, 8)
+    expected = _expected("resnet18", calib)
+
+    def build(calib, method="minmax", recalibrate=False):
+        return int8.build_int8(fp32_path, fp32, tmp_path / "q.onnx", calib=calib, holdout_expected=expected,
+                               method=method, target="tensorrt", exclude=None, cache_dir=out / ".calibration",
+                               key_parts={"model": "resnet18", "weights": {"seed": 0}}, recalibrate=recalibrate)
+
+    first = build(calib)["calibration"]
+    assert first["cache"]["status"] == "computed"
+    assert (out / ".calibration" / f"{first['cache']['key']}.json").is_file()
+    again = build(calib)
+    assert again["calibration"]["cache"]["status"] == "cache hit" and "calibrate" not in again["timings_s"]
+    assert again["calibration"]["cache"]["key"] == first["cache"]["key"]
+    other_data = load_calibration("samples", spec, 9)
+    changed = build(other_data)["calibration"]["cache"]
+    assert changed["status"] == "computed" and changed["key"] != first["cache"]["key"]
+    other_method = build(calib, method="percentile")["calibration"]["cache"]
+    assert other_method["status"] == "computed" and other_method["key"] != first["cache"]["key"]
+    forced = build(calib, recalibrate=True)["calibration"]["cache"]
+    assert forced["status"].startswith("recalibrated") and forced["key"] == first["cache"]["key"]
+
+
+def test_export_reuses_cache_on_the_next_export(resnet18_export):
+    out, results = resnet18_export
+    [again] = export_model("resnet18", precisions=("int8",), out_dir=out, calib_data="samples", calib_size=CALIB,
+                           check=False)
+    assert again.manifest["precision_details"]["calibration"]["cache"]["status"] == "cache hit"
+
+
+# --- user folders, files, and everything that must fail before anything is written -----------------
+
+def test_user_folder_holds_out_every_fifth_photo(photo_folder):
+    spec = get_spec("resnet18")
+    files = sorted(photo_folder.iterdir())
+    calib_files, held = split_holdout(files)
+    assert [f.name for f in held] == [files[4].name, files[9].name]
+    calib = load_calibration(photo_folder, spec, 10)
+    assert calib.tensors.shape[0] == 10 and calib.holdout.shape[0] == 2
+    assert set(calib.holdout_described["files"]) == {f.name for f in held}
+
+
+def test_npy_calibration_tensors(tmp_path):
+    spec = get_spec("resnet18")
+    calib = load_calibration("samples", spec, 8)
+    np.save(tmp_path / "calib.npy", calib.tensors)
+    loaded = load_calibration(tmp_path / "calib.npy", spec, 8)
+    assert loaded.sha256 == calib.sha256 and loaded.described["source"] == "file"
+    np.savez(tmp_path / "calib.npz", images=calib.tensors)
+    assert load_calibration(tmp_path / "calib.npz", spec, 4).tensors.shape == (4, 3, 224, 224)
+
+
+def test_random_calibration_only_when_asked_and_recorded():
+    calib = load_calibration("random", get_spec("resnet18"), 4)
+    assert calib.described["random"] is True and "warning" in calib.described
+
+
+def _assert_fails_and_writes_nothing(tmp_path, match, **kw):
+    out = tmp_path / "out"
+    with pytest.raises(UsageError, match=match) as info:
+        export_model("resnet18", precisions=("fp32", "int8"), out_dir=out, **kw)
+    assert not out.exists() or not any(out.rglob("*")), "files were left behind"
+    return info.value
+
+
+def test_no_calibration_data_is_a_usage_error(tmp_path):
+    error = _assert_fails_and_writes_nothing(tmp_path, "needs calibration data")
+    assert "--calib-data" in error.hint and "samples" in error.hint
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    _assert_fails_and_writes_nothing(tmp_path, "no images", calib_data=tmp_path / "empty", calib_size=1)
+
+
+def test_non_image_files(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for i in range(6):
+        shutil.copy(sample_images()[i], folder / f"{i}.jpg")
+    (folder / "0.jpg").write_text("this is not a JPEG")
+    _assert_fails_and_writes_nothing(tmp_path, "0.jpg.*not a readable image", calib_data=folder, calib_size=4)
+    only_text = tmp_path / "text"
+    only_text.mkdir()
+    (only_text / "notes.txt").write_text("no photos here")
+    _assert_fails_and_writes_nothing(tmp_path, "no images", calib_data=only_text, calib_size=1)
+
+
+def test_wrongly_shaped_npy(tmp_path):
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 3, 299, 299), np.float32))
+    error = _assert_fails_and_writes_nothing(tmp_path, "shape", calib_data=tmp_path / "wrong.npy", calib_size=2)
+    assert "(4, 3, 299, 299)" in error.message and "3, 224, 224" in error.message
+
+
+def test_too_few_images_for_calib_size(tmp_path, photo_folder):
+    _assert_fails_and_writes_nothing(tmp_path, "too few calibration images", calib_data=photo_folder,
+                                     calib_size=11)
+    _assert_fails_and_writes_nothing(tmp_path, "too few calibration images", calib_data="samples",
+                                     calib_size=10_000)
+
+
+def test_bad_options(tmp_path):
+    _assert_fails_and_writes_nothing(tmp_path, "calibration method", calib_data="samples", calib_method="kl")
+    _assert_fails_and_writes_nothing(tmp_path, "INT8 target", calib_data="samples", int8_target="gpu")
+
+
+def test_unknown_excluded_node_fails_before_writing(tmp_path):
+    _assert_fails_and_writes_nothing(tmp_path, "no node named", calib_data="samples", calib_size=4,
+                                     int8_exclude=["no_such_conv"])
+
+
+# --- rescue and the whole zoo ----------------------------------------------------------------------
+
+def test_rescue_improves_a_model_below_target(tmp_path):
+    [result] = export_model("alexnet", precisions=("int8",), out_dir=tmp_path, calib_data="samples",
+                            calib_size=CALIB, int8_exclude="auto")
+    details = result.manifest["precision_details"]
+    rescue, floats = details["rescue"], details["float_layers"]
+    assert rescue["sqnr_before_db"] < int8.TARGET_SQNR_DB
+    assert floats["mode"] == "auto" and 0 < floats["count"] <= max(1, int(floats["quantizable_layers"] * 0.25))
+    assert rescue["sqnr_after_db"] > rescue["sqnr_before_db"], rescue
+    assert 0 < floats["float_mac_share"] < 1
+    proto = onnx.load(str(result.path))
+    float_convs = {n.name for n in proto.graph.node if n.op_type in ("Conv", "Gemm")}
+    values = inits(proto)
+    for name in floats["nodes"]:  # an excluded layer keeps its fp32 weights
+        node = next(n for n in proto.graph.node if n.name == name)
+        assert name in float_convs and values[node.input[1]].dtype == np.float32
+
+
+def zoo_params():
+    return [pytest.param(s.name, id=s.name, marks=[pytest.mark.slow] if s.name in BIG else [])
+            for s in list_models()]
+
+
+@pytest.mark.parametrize("name", zoo_params())
+def test_every_zoo_model_quantizes_and_meets_its_threshold(name, tmp_path):
+    [result] = export_model(name, precisions=("int8",), out_dir=tmp_path, calib_data="samples", calib_size=CALIB)
+    assert result.check is not None and result.passed, (result.check.failures, result.check.metrics)
+    assert result.manifest["precision_details"]["qdq"]["nonzero_zero_points"] == 0

@@ -1,0 +1,215 @@
+"""The runtime API: cnnx.load + classify on real photos, thread safety, and no PyTorch needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+import cnnx
+from cnnx.artifacts import manifest_path
+from cnnx.backends.openvino import OpenVinoRunner
+from cnnx.data import load_batch, sample_images
+from cnnx.errors import UsageError
+from cnnx.export.pipeline import export_model
+from cnnx.models.registry import get_spec
+from cnnx.runtime import imagenet_labels, softmax
+
+SKIMAGE_PHOTOS = [Path(skimage.data.__file__).parent / name
+                  for name in ("astronaut.png", "chelsea.png", "coffee.png", "camera.png")]
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """resnet18 at fp32 and int8 (calibrated on the shipped photos), exported once for this module."""
+    out = tmp_path_factory.mktemp("runtime-artifacts")
+    results = export_model("resnet18", precisions=("fp32", "int8"), out_dir=out, calib_data="samples",
+                           check=False)
+    return {r.manifest["precision"]: r.path for r in results}
+
+
+def photos() -> list[Path]:
+    return sample_images() + SKIMAGE_PHOTOS
+
+
+def test_labels_are_the_imagenet_1k_classes_in_index_order():
+    labels = imagenet_labels()
+    assert len(labels) == 1000 and len(set(labels)) == 1000
+    assert labels[0] == "tench" and labels[1] == "goldfish" and labels[281] == "tabby"
+    assert labels[999] == "toilet tissue"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_load_exposes_the_manifest(artifacts, precision):
+    predictor = cnnx.load(artifacts[precision])
+    assert predictor.model == "resnet18" and predictor.precision == precision
+    assert predictor.backend == "onnxruntime"
+    assert predictor.input_shape == ("batch", 3, 224, 224) and predictor.image_shape == (3, 224, 224)
+    assert predictor.preprocess.crop == 224 and predictor.preprocess.resize == 256
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_classify_real_photos(artifacts, precision):
+    predictor = cnnx.load(artifacts[precision])
+    files = photos()
+    results = predictor.classify(files, topk=5)
+    assert len(results) == len(files)
+    # the same numbers as preprocessing with the model spec's transform and running the logits by hand
+    logits = predictor(load_batch(files, get_spec("resnet18").preprocess))
+    assert logits.dtype == np.float32 and logits.shape == (len(files), 1000)
+    probs = softmax(logits)
+    labels = imagenet_labels()
+    for row, predictions in zip(probs, results):
+        assert len(predictions) == 5
+        top = np.argsort(-row, kind="stable")[:5]
+        assert [p.label for p in predictions] == [labels[i] for i in top]
+        np.testing.assert_allclose([p.probability for p in predictions], row[top], rtol=1e-6)
+        assert all(a.probability >= b.probability for a, b in zip(predictions, predictions[1:]))
+    assert abs(probs.sum(axis=1) - 1).max() < 1e-6
+
+
+def test_int8_agrees_with_fp32_on_photos(artifacts):
+    fp32 = cnnx.load(artifacts["fp32"]).classify(photos(), topk=5)
+    int8 = cnnx.load(artifacts["int8"]).classify(photos(), topk=1)
+    for full, quantized in zip(fp32, int8):
+        assert quantized[0].label in [p.label for p in full]
+
+
+def test_classify_accepts_paths_pil_images_and_arrays(artifacts):
+    predictor = cnnx.load(artifacts["fp32"])
+    path = SKIMAGE_PHOTOS[1]  # chelsea.png
+    array = skimage.data.chelsea()  # HWC uint8
+    by_path = predictor.classify(path, topk=3)
+    by_str = predictor.classify([str(path)], topk=3)
+    by_pil = predictor.classify([Image.open(path)], topk=3)
+    by_array = predictor.classify(array, topk=3)
+    by_nhwc = predictor.classify(np.stack([array, array]), topk=3)
+    assert by_path == by_str == by_pil == by_array == by_nhwc[:1] == by_nhwc[1:]
+    grey = predictor.classify(skimage.data.camera(), topk=2)  # HW uint8
+    assert len(grey) == 1 and len(grey[0]) == 2
+    label, probability = by_path[0][0]
+    assert isinstance(label, str) and 0 < probability <= 1
+
+
+def test_bad_inputs_are_usage_errors(artifacts):
+    predictor = cnnx.load(artifacts["fp32"])
+    with pytest.raises(UsageError, match="uint8"):
+        predictor.classify(np.zeros((32, 32, 3), np.float32))
+    with pytest.raises(UsageError, match="expects input of shape"):
+        predictor(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(UsageError, match="topk"):
+        predictor.classify(sample_images()[:1], topk=0)
+    with pytest.raises(UsageError, match="backend"):
+        cnnx.load(artifacts["fp32"], backend="tflite")
+
+
+def test_load_refuses_an_artifact_that_does_not_match_its_manifest(artifacts, tmp_path):
+    copy = tmp_path / "resnet18-fp32.onnx"
+    data = bytearray(artifacts["fp32"].read_bytes())
+    data[-1] ^= 1
+    copy.write_bytes(bytes(data))
+    manifest_path(copy).write_text(manifest_path(artifacts["fp32"]).read_text())
+    with pytest.raises(UsageError, match="does not match its manifest"):
+        cnnx.load(copy)
+
+
+def _hammer(predictor, batches, threads=8, rounds=3):
+    """Every batch, `rounds` times, from `threads` threads at once; returns results per batch index."""
+    jobs = [i for _ in range(rounds) for i in range(len(batches))]
+    with ThreadPoolExecutor(threads) as pool:
+        outputs = list(pool.map(lambda i: (i, predictor(batches[i])), jobs))
+    return outputs
+
+
+def _batches():
+    spec = get_spec("resnet18")
+    files = photos()
+    return [load_batch(files[i:i + 2], spec.preprocess) for i in range(0, len(files), 2)]
+
+
+def test_concurrent_calls_equal_serial_calls_onnxruntime(artifacts):
+    predictor = cnnx.load(artifacts["fp32"])
+    batches = _batches()
+    serial = [predictor(b) for b in batches]
+    for i, out in _hammer(predictor, batches):
+        np.testing.assert_array_equal(out, serial[i])
+
+
+@pytest.mark.openvino
+@pytest.mark.skipif(OpenVinoRunner.unavailable_reason() is not None,
+                    reason=str(OpenVinoRunner.unavailable_reason()))
+def test_concurrent_calls_equal_serial_calls_openvino(artifacts):
+    predictor = cnnx.load(artifacts["fp32"], backend="openvino", max_requests=4)
+    batches = _batches()
+    serial = [predictor(b) for b in batches]
+    for i, out in _hammer(predictor, batches):
+        np.testing.assert_array_equal(out, serial[i])
+    # OpenVINO and ONNX Runtime run the same graph
+    reference = cnnx.load(artifacts["fp32"])
+    np.testing.assert_allclose(serial[0], reference(batches[0]), rtol=1e-3, atol=1e-4)
+
+
+# Blocks every import of torch (and its submodules) in a fresh interpreter, as in an install without it.
+NO_TORCH = textwrap.dedent("""
+    import importlib.abc, sys
+
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError(f"torch is blocked in this test (import of {name})")
+            return None
+
+    sys.meta_path.insert(0, NoTorch())
+""")
+
+
+def test_runtime_needs_no_torch(artifacts):
+    script = NO_TORCH + textwrap.dedent(f"""
+        import json
+        import cnnx
+        predictor = cnnx.load({str(artifacts["fp32"])!r})
+        result = predictor.classify([{str(sample_images()[0])!r}], topk=3)
+        try:
+            import torch
+        except ImportError:
+            blocked = True
+        else:
+            blocked = False
+        print(json.dumps({{"blocked": blocked, "torch_loaded": "torch" in sys.modules,
+                           "labels": [p.label for p in result[0]]}}))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["blocked"] and not report["torch_loaded"]
+    expected = cnnx.load(artifacts["fp32"]).classify(sample_images()[:1], topk=3)[0]
+    assert report["labels"] == [p.label for p in expected]
+
+
+def test_predict_cli_needs_no_torch(artifacts):
+    script = NO_TORCH + textwrap.dedent(f"""
+        from cnnx.cli import main
+        sys.argv = ["cnnx", "predict", {str(artifacts["int8"])!r}, {str(sample_images()[1])!r}, "--json"]
+        main()
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["classified"] == 1
+
+
+def test_lazy_package_keeps_its_public_names():
+    from cnnx import ModelSpec, create_model, get_spec, list_models  # noqa: F401
+
+    for name in ("create_model", "get_spec", "list_models", "ModelSpec", "CnnxError", "UsageError",
+                 "CheckFailed", "BackendUnavailable", "__version__", "load", "Predictor"):
+        assert hasattr(cnnx, name) and name in cnnx.__all__ and name in dir(cnnx)
+    with pytest.raises(AttributeError):
+        cnnx.no_such_name  # noqa: B018
