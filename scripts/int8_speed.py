@@ -8,7 +8,6 @@ Usage: python scripts/int8_speed.py [--model resnet50] [--threads 2] [--iters 10
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -18,28 +17,8 @@ import onnxruntime as ort
 
 from cnnx.data import load_batch, sample_images
 from cnnx.export.pipeline import export_model
+from cnnx.machine import describe, machine_info
 from cnnx.models.registry import get_spec
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return sorted(f for f in flags if f in {"avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_tile"})
-    except OSError:
-        pass
-    return []
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
@@ -79,7 +58,7 @@ def main() -> None:
                 s.run(None, {name[p]: x})
                 times[p].append((time.perf_counter() - start) * 1e3)
     stats = {p: (float(np.median(t)), float(np.percentile(t, 90))) for p, t in times.items()}
-    print(f"CPU: {cpu_model()}  flags: {' '.join(cpu_flags())}")
+    print(f"machine: {describe(machine_info(args.threads))}")
     print(f"onnxruntime {ort.__version__}, {args.model}, batch 1, intra_op_num_threads={args.threads}, "
           f"{args.warmup} warm-up + {args.iters} timed runs each (interleaved)")
     for p, (median, p90) in stats.items():

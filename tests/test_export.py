@@ -23,9 +23,11 @@ def zoo_params():
 
 
 @pytest.mark.parametrize("spec", zoo_params())
-def test_every_model_exports_and_passes_fp32_and_fp16_parity(spec, tmp_path):
-    results = export_model(spec.name, precisions=("fp32", "fp16"), out_dir=tmp_path)
-    assert [r.manifest["precision"] for r in results] == ["fp32", "fp16"]
+def test_every_model_exports_and_passes_parity_in_every_precision(spec, tmp_path):
+    """One export per model (fp32, fp16, int8 share the ONNX export), each artifact checked against eager."""
+    results = export_model(spec.name, precisions=("fp32", "fp16", "int8"), out_dir=tmp_path,
+                           calib_data="samples", calib_size=16)
+    assert [r.manifest["precision"] for r in results] == ["fp32", "fp16", "int8"]
     for r in results:
         assert r.passed, f"{r.path.name}: {r.check.failures}"
         m = r.manifest
@@ -37,7 +39,8 @@ def test_every_model_exports_and_passes_fp32_and_fp16_parity(spec, tmp_path):
         assert m["simplify"]["applied"], m["simplify"]
         assert m["opset"] == 20 and any(o.version == 20 for o in graph.opset_import if o.domain == "")
         assert m["weights"] == {"source": "seed", "seed": 0}
-        assert m["parity"]["passed"] and m["parity"]["batch_sizes"] == [1, 12]
+        assert m["parity"]["passed"]
+        assert m["parity"]["batch_sizes"] == ([1, 4] if m["precision"] == "int8" else [1, 12])  # int8: held out
         assert {"torch", "onnx", "onnxruntime", "onnxsim"} <= set(m["tools"])
         assert not list(tmp_path.glob(".*partial")), "temporary files left behind"
         # one file, dynamic batch: the same artifact runs at batch 1 and 3
@@ -47,6 +50,9 @@ def test_every_model_exports_and_passes_fp32_and_fp16_parity(spec, tmp_path):
         three, one = runner(x), runner(x[:1])
         assert three.shape == (3, 1000) and three.dtype == np.float32
         np.testing.assert_allclose(one, three[:1], rtol=1e-3, atol=1e-3 * np.abs(three).max())
+    int8 = results[2].manifest["precision_details"]
+    assert int8["qdq"]["nonzero_zero_points"] == 0  # the TensorRT form: symmetric everywhere
+    assert results[2].check.inputs["held_out"]
     fp16 = results[1]
     assert fp16.manifest["precision_details"]["nodes"] == len(onnx.load(fp16.path).graph.node)
     graph = onnx.load(fp16.path)

@@ -257,30 +257,48 @@ def test_unknown_excluded_node_fails_before_writing(tmp_path):
 
 # --- rescue and the whole zoo ----------------------------------------------------------------------
 
-def test_rescue_improves_a_model_below_target(tmp_path):
-    [result] = export_model("alexnet", precisions=("int8",), out_dir=tmp_path, calib_data="samples",
-                            calib_size=CALIB, int8_exclude="auto")
+def test_rescue_finds_an_outlier_channel_and_meets_the_target(tmp_path):
+    """Trained CNNs often have a few activation channels far larger than the rest, which wreck per-tensor
+    int8. Here one conv output channel of NiN is scaled up 300x and the next conv scales its input back
+    down: the fp32 function is unchanged (ReLU is positively homogeneous), but int8 collapses. The rescue
+    must find that layer pair and keep it in float."""
+    import torch
+
+    import cnnx
+
+    state = cnnx.create_model("nin").state_dict()
+    weights = [k for k in state if k.endswith(".weight")]
+    hot, consumer = weights[3], weights[4]  # conv2 (5x5) and the 1x1 conv after it
+    state[hot][0] *= 300
+    state[hot.replace("weight", "bias")][0] *= 300
+    state[consumer][:, 0] /= 300
+    ckpt = tmp_path / "outlier-nin.pth"
+    torch.save(state, ckpt)
+    [result] = export_model("nin", precisions=("int8",), out_dir=tmp_path / "out", weights=ckpt,
+                            calib_data="samples", calib_size=CALIB, int8_exclude="auto")
     details = result.manifest["precision_details"]
     rescue, floats = details["rescue"], details["float_layers"]
-    assert rescue["sqnr_before_db"] < int8.TARGET_SQNR_DB
-    assert floats["mode"] == "auto" and 0 < floats["count"] <= max(1, int(floats["quantizable_layers"] * 0.25))
-    assert rescue["sqnr_after_db"] > rescue["sqnr_before_db"], rescue
-    assert 0 < floats["float_mac_share"] < 1
+    assert rescue["sqnr_before_db"] < 10, rescue  # the outlier really breaks plain int8
+    assert rescue["met_target"] and rescue["sqnr_after_db"] >= int8.TARGET_SQNR_DB, rescue
+    assert result.passed, result.check.failures
     proto = onnx.load(str(result.path))
-    float_convs = {n.name for n in proto.graph.node if n.op_type in ("Conv", "Gemm")}
+    convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
+    assert set(floats["nodes"]) == {convs[3], convs[4]}  # exactly the outlier's producer and consumer
     values = inits(proto)
     for name in floats["nodes"]:  # an excluded layer keeps its fp32 weights
         node = next(n for n in proto.graph.node if n.name == name)
-        assert name in float_convs and values[node.input[1]].dtype == np.float32
+        assert values[node.input[1]].dtype == np.float32
+    assert 0 < floats["float_mac_share"] < 0.5
 
 
-def zoo_params():
-    return [pytest.param(s.name, id=s.name, marks=[pytest.mark.slow] if s.name in BIG else [])
-            for s in list_models()]
-
-
-@pytest.mark.parametrize("name", zoo_params())
-def test_every_zoo_model_quantizes_and_meets_its_threshold(name, tmp_path):
-    [result] = export_model(name, precisions=("int8",), out_dir=tmp_path, calib_data="samples", calib_size=CALIB)
-    assert result.check is not None and result.passed, (result.check.failures, result.check.metrics)
-    assert result.manifest["precision_details"]["qdq"]["nonzero_zero_points"] == 0
+def test_rescue_keeps_no_float_layers_when_they_do_not_pay(tmp_path):
+    """Without a dominant culprit (seeded ResNet: noise spread over every layer) float layers that buy less
+    than RESCUE_MIN_GAIN_DB are not kept: they would cost speed for nothing."""
+    [result] = export_model("resnet18", precisions=("int8",), out_dir=tmp_path, calib_data="samples",
+                            calib_size=CALIB, int8_exclude="auto")
+    rescue, floats = result.manifest["precision_details"]["rescue"], result.manifest["precision_details"]["float_layers"]
+    best = max(t["probe_sqnr_db"] for t in rescue["trials"])
+    if best - rescue["probe_sqnr_before_db"] < int8.RESCUE_MIN_GAIN_DB:
+        assert floats["count"] == 0
+    else:
+        assert floats["count"] > 0

@@ -2,7 +2,7 @@
 
 Names that need PyTorch (create_model, the model registry) are imported on first use, through the module
 `__getattr__` below, so that `import cnnx` and `cnnx.load(...)` work in an inference-only install without
-torch (see docs/deploy.md). `from cnnx import create_model` works as before.
+torch (README, "Inference-only install"). `from cnnx import create_model` works as before.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ def activation_peaks(proto: onnx.ModelProto, batch: np.ndarray) -> dict[str, flo
     """max |value| of every float tensor computed by the graph, over the images of `batch`."""
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
-    inferred = onnx.shape_inference.infer_shapes(probe)
-    float_types = {vi.name for vi in (*inferred.graph.value_info, *inferred.graph.output)
+    typed = probe if probe.graph.value_info else onnx.shape_inference.infer_shapes(probe)  # onnxsim keeps types
+    float_types = {vi.name for vi in (*typed.graph.value_info, *typed.graph.output)
                    if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
     existing = {o.name for o in probe.graph.output}
     names = [out for node in probe.graph.node for out in node.output if out in float_types]
@@ -71,7 +71,13 @@ def to_fp16(proto: onnx.ModelProto, batch: np.ndarray, lrn: list[str]) -> tuple[
             for name in lrn if name in present}
     for name, peak in overflow_risk_nodes(proto, batch).items():
         keep.setdefault(name, f"activation peak {peak:.4g} on sample photos is near the fp16 limit {FP16_MAX:g}")
-    converted = convert_float_to_float16(proto, keep_io_types=True, node_block_list=sorted(keep))
+    # onnxsim's output carries value_info for every tensor, so the converter's own shape inference (a full
+    # serialisation of the model) is skipped where it is there. Without it the converter edits the model
+    # it is given in place, hence the copy: the fp32 graph is still needed (int8 quantizes it).
+    work = onnx.ModelProto()
+    work.CopyFrom(proto)
+    converted = convert_float_to_float16(work, keep_io_types=True, node_block_list=sorted(keep),
+                                         disable_shape_infer=bool(work.graph.value_info))
     removed = drop_round_trip_casts(converted)
     info = {"fp32_nodes": [{"node": n, "reason": r} for n, r in sorted(keep.items())],
             "fp32_node_count": len(keep), "round_trip_casts_removed": removed,

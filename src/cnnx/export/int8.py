@@ -15,8 +15,11 @@ and every trial of the rescue skip calibration.
 Rescue (`exclude="auto"`): quantize everything, then rank the Conv/Gemm/MatMul nodes by the quantization
 noise each one causes in isolation (noise-to-signal ratio of its Q/DQ'd input activation, with the
 calibrated range, plus that of its Q/DQ'd per-channel weights, on the fp32 activations of a few
-calibration tensors: one pass of the fp32 graph instead of one re-quantization per node), and keep the worst ones in float - 1, 2, 4, ... of them, then bisect - until the logits SQNR on
-those calibration tensors reaches the target, or RESCUE_MAX_SHARE of the nodes are float.
+calibration tensors: one pass of the fp32 graph instead of one re-quantization per node), and keep the
+worst ones in float - 1, 2, 4, ... of them, then bisect - until the logits SQNR on those calibration
+tensors reaches the target. If the target is out of reach within RESCUE_MAX_SHARE of the nodes, the fewest
+float layers that come within 0.5 dB of the best trial are kept, and none at all unless they gain at least
+RESCUE_MIN_GAIN_DB: float layers cost speed, so they must pay for themselves.
 The accuracy reported in the manifest is always measured on held-out photos, never on calibration data.
 """
 
@@ -46,6 +49,7 @@ DEFAULT_TARGET = "tensorrt"
 DEFAULT_METHOD = "minmax"
 TARGET_SQNR_DB = 30.0
 RESCUE_MAX_SHARE = 0.25  # at most this share of the quantizable nodes is kept in float
+RESCUE_MIN_GAIN_DB = 1.0  # below the target, float layers must buy at least this much SQNR to be kept
 RESCUE_PROBE = 8  # calibration tensors used to rank layers and to judge rescue trials
 CACHE_DIR = ".calibration"
 CACHE_FORMAT = "cnnx-int8-calibration/1"
@@ -255,6 +259,27 @@ def layer_noise(fp32: onnx.ModelProto, cache_path: Path, target: str, probe: np.
     return scores
 
 
+# Ops between a layer and the layer that feeds it that keep the activation's quantization (no new Q/DQ).
+_PASS_THROUGH = ("Relu", "Clip", "MaxPool", "Flatten", "Reshape", "Identity")
+
+
+def with_producers(fp32: onnx.ModelProto, ranked: list[tuple[str, float]]) -> list[str]:
+    """The nodes to keep in float for the chosen layers. ONNX Runtime quantizes a tensor when its producer is
+    quantized, so excluding only a layer leaves its input Q/DQ'd: the layer that produces that input (through
+    ReLU/pooling) is kept in float too, otherwise an outlier-stretched activation stays quantized."""
+    producer = {out: node for node in fp32.graph.node for out in node.output}
+    chosen: list[str] = []
+    for name, _ in ranked:
+        node = next(n for n in fp32.graph.node if n.name == name)
+        chosen.append(name)
+        upstream = producer.get(node.input[0])
+        while upstream is not None and upstream.op_type in _PASS_THROUGH:
+            upstream = producer.get(upstream.input[0])
+        if upstream is not None and upstream.op_type in LAYER_OPS:
+            chosen.append(upstream.name)
+    return list(dict.fromkeys(chosen))
+
+
 def _sqnr(session_or_path, probe: np.ndarray, reference: np.ndarray) -> float:
     runner = OnnxRuntimeRunner(session_or_path)
     return parity.compare(reference, runner(probe))["sqnr_db"]
@@ -317,7 +342,7 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
                 cap = max(1, int(len(ranking) * RESCUE_MAX_SHARE))
 
                 def attempt(k: int) -> float:
-                    quantize(fp32_path, trial, cache_path, method, target, [n for n, _ in ranking[:k]])
+                    quantize(fp32_path, trial, cache_path, method, target, with_producers(fp32, ranking[:k]))
                     value = _sqnr(trial, probe, reference)
                     trials.append({"float_layers": k, "probe_sqnr_db": value})
                     return value
@@ -329,8 +354,11 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
                         hi = k
                         break
                     lo = k
-                if hi is None:
-                    hi = cap  # target not reached within the cap: keep the cap's worth in float
+                if hi is None:  # target out of reach within the cap: float layers only where they pay
+                    best = max(t["probe_sqnr_db"] for t in trials)
+                    worth_it = best - probe_before >= RESCUE_MIN_GAIN_DB
+                    hi = min((t["float_layers"] for t in trials if t["probe_sqnr_db"] >= best - 0.5),
+                             default=0) if worth_it else 0
                 else:
                     while hi - lo > 1:  # bisect to the fewest float layers that still meet the target
                         mid = (lo + hi) // 2
@@ -338,7 +366,7 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
                             hi = mid
                         else:
                             lo = mid
-                chosen = [n for n, _ in ranking[:hi]]
+                chosen = with_producers(fp32, ranking[:hi])
         rescue = {"target_sqnr_db": target_sqnr_db, "probe": f"first {len(probe)} calibration tensors",
                   "probe_sqnr_before_db": probe_before, "trials": trials,
                   "ranking_top": [{"node": n, "added_nsr": v} for n, v in ranking[:10]],

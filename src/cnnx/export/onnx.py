@@ -35,7 +35,7 @@ def _quiet_exporter():
 
 
 def torch_to_onnx(model: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Export in eval mode with batch as a symbolic dimension; checked and shape-inferred."""
+    """Export in eval mode with batch as a symbolic dimension, checked (with strict shape inference)."""
     example = torch.zeros(2, *spec.input_shape)
     try:
         with _quiet_exporter():
@@ -48,8 +48,7 @@ def torch_to_onnx(model: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET)
         raise CnnxError(f"torch.onnx.export failed for {spec.name} at opset {opset}: {exc}",
                         "try another --opset, or run with --debug and report the traceback") from exc
     proto = program.model_proto
-    onnx.checker.check_model(proto, full_check=True)
-    proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    onnx.checker.check_model(proto, full_check=True)  # full_check includes strict shape inference
     assert_dynamic_batch(proto)
     return proto
 
