@@ -123,17 +123,22 @@ class Workload:
             return
         from .export.pipeline import artifact_name, export_model
 
+        # int8 in the Q/DQ form of the device: TensorRT's symmetric form on GPU, ONNX Runtime's fast form on CPU
+        int8_target = "cpu" if self.device == "cpu" else "tensorrt"
         missing = []
         for precision in dict.fromkeys("fp32" if p == "bf16" else p for p in precisions):
             path = self.out_dir / artifact_name(self.spec.name, precision)
             with contextlib.suppress(UsageError):
-                if path.is_file() and read_manifest(path)["weights"] == self.manifest["weights"]:
+                manifest = read_manifest(path) if path.is_file() else None
+                if manifest and manifest["weights"] == self.manifest["weights"] and (
+                        precision != "int8" or manifest["precision_details"].get("target") == int8_target):
                     self.artifacts[precision] = path
                     continue
             missing.append(precision)
         if missing:
+            kwargs = {**self.export_kwargs, **({"int8_target": int8_target} if "int8" in missing else {})}
             for result in export_model(self.spec.name, precisions=tuple(missing), out_dir=self.out_dir,
-                                       progress=self.progress, **self.export_kwargs):
+                                       progress=self.progress, **kwargs):
                 self.artifacts[result.manifest["precision"]] = result.path
 
     def artifact(self, precision: str) -> Path:
