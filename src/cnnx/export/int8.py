@@ -17,7 +17,8 @@ noise each one causes in isolation (noise-to-signal ratio of its Q/DQ'd input ac
 calibrated range, plus that of its Q/DQ'd per-channel weights, on the fp32 activations of a few
 calibration tensors: one pass of the fp32 graph instead of one re-quantization per node), and keep the
 worst ones in float - 1, 2, 4, ... of them, then bisect - until the logits SQNR on those calibration
-tensors reaches the target. If the target is out of reach within RESCUE_MAX_SHARE of the nodes, the fewest
+tensors reaches the target, with at most RESCUE_MAX_SHARE of the nodes in float. If the target is out of
+reach, only trials leaving at most RESCUE_MAX_MAC_SHARE of the multiply-accumulates in float count, and the fewest
 float layers that come within 0.5 dB of the best trial are kept, and none at all unless they gain at least
 RESCUE_MIN_GAIN_DB: float layers cost speed, so they must pay for themselves.
 The accuracy reported in the manifest is always measured on held-out photos, never on calibration data.
@@ -49,6 +50,7 @@ DEFAULT_TARGET = "tensorrt"
 DEFAULT_METHOD = "minmax"
 TARGET_SQNR_DB = 30.0
 RESCUE_MAX_SHARE = 0.25  # at most this share of the quantizable nodes is kept in float
+RESCUE_MAX_MAC_SHARE = 0.3  # a rescue that misses the target may leave at most this share of MACs in float
 RESCUE_MIN_GAIN_DB = 1.0  # below the target, float layers must buy at least this much SQNR to be kept
 RESCUE_PROBE = 8  # calibration tensors used to rank layers and to judge rescue trials
 CACHE_DIR = ".calibration"
@@ -341,6 +343,10 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
                 ranking = sorted(added.items(), key=lambda kv: -kv[1])
                 cap = max(1, int(len(ranking) * RESCUE_MAX_SHARE))
 
+                def mac_share(k: int) -> float:
+                    return sum(macs.get(n, 0) for n in with_producers(fp32, ranking[:k])) / total_macs
+
+
                 def attempt(k: int) -> float:
                     quantize(fp32_path, trial, cache_path, method, target, with_producers(fp32, ranking[:k]))
                     value = _sqnr(trial, probe, reference)
@@ -354,10 +360,11 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
                         hi = k
                         break
                     lo = k
-                if hi is None:  # target out of reach within the cap: float layers only where they pay
-                    best = max(t["probe_sqnr_db"] for t in trials)
+                if hi is None:  # target out of reach: a partial rescue must pay for its float layers
+                    affordable = [t for t in trials if mac_share(t["float_layers"]) <= RESCUE_MAX_MAC_SHARE]
+                    best = max(t["probe_sqnr_db"] for t in affordable)
                     worth_it = best - probe_before >= RESCUE_MIN_GAIN_DB
-                    hi = min((t["float_layers"] for t in trials if t["probe_sqnr_db"] >= best - 0.5),
+                    hi = min((t["float_layers"] for t in affordable if t["probe_sqnr_db"] >= best - 0.5),
                              default=0) if worth_it else 0
                 else:
                     while hi - lo > 1:  # bisect to the fewest float layers that still meet the target
@@ -371,7 +378,7 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
                   "probe_sqnr_before_db": probe_before, "trials": trials,
                   "ranking_top": [{"node": n, "added_nsr": v} for n, v in ranking[:10]],
                   "sqnr_before_db": before["sqnr_db"], "metrics_before": before,
-                  "max_float_share": RESCUE_MAX_SHARE}
+                  "max_float_share": RESCUE_MAX_SHARE, "max_float_mac_share": RESCUE_MAX_MAC_SHARE}
         exclude_list = chosen
     else:
         exclude_list = list(exclude or [])
