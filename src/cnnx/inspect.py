@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .models.registry import ModelSpec
+from .weights import aux_head_names
 
 
 def stage_shapes(model: nn.Module, spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
@@ -17,7 +18,7 @@ def stage_shapes(model: nn.Module, spec: ModelSpec) -> list[tuple[str, tuple[int
     for name, child in model.named_children():
         if name == "features" and isinstance(child, nn.Sequential):
             stages += [(f"features.{i}", layer) for i, layer in child.named_children()]
-        elif not (hasattr(model, "aux_heads") and any(child is head for head in model.aux_heads())):
+        elif name not in aux_head_names(model):
             stages.append((name, child))
     shapes: list[tuple[str, tuple[int, ...]]] = []
     hooks = [module.register_forward_hook(

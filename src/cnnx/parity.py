@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 SQNR_CAP_DB = 200.0
-METRIC_NAMES = ("max_abs", "max_rel", "cosine", "sqnr_db", "top1", "top5", "nonfinite")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import pickle
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -61,11 +60,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def aux_head_names(model: nn.Module) -> list[str]:
+    """Names of the model's auxiliary heads (training-only; empty for models without them)."""
+    heads = model.aux_heads() if hasattr(model, "aux_heads") else []
+    return [name for name, module in model.named_children() if any(module is head for head in heads)]
+
+
 def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], spec: ModelSpec, source: str) -> None:
     """Load a state dict, or explain precisely why it does not fit this architecture."""
     expected = model.state_dict()
-    aux_prefixes = tuple(name + "." for name, module in model.named_modules()
-                         if any(module is head for head in getattr(model, "aux_heads", list)()))
+    aux_prefixes = tuple(name + "." for name in aux_head_names(model))
     missing = [k for k in expected if k not in state_dict
                and not k.endswith(_TOLERATED_MISSING_SUFFIX) and not k.startswith(aux_prefixes)]
     unexpected = [k for k in state_dict if k not in expected]
@@ -135,14 +139,3 @@ def create_model(name: str, *, weights: str | Path | None = None, seed: int = 0,
         initialize(model, spec, seed)
     return model.eval()
 
-
-def state_dict_sha256(model: nn.Module) -> str:
-    """A hash of the weights themselves (names, shapes, values), independent of the file format."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for key, tensor in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(np.ascontiguousarray(tensor.detach().cpu().numpy()).tobytes())
-    return digest.hexdigest()
