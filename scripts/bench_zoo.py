@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 from cnnx import list_models
-from cnnx.bench_suite import run_bench
-from cnnx.machine import describe
+from cnnx.bench.suite import run_bench
+from cnnx.hardware import describe
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from cnnx.bench_suite import run_bench
-from cnnx.machine import describe
+from cnnx.bench.suite import run_bench
+from cnnx.hardware import describe
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cnnx.export.pipeline import export_model
+from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.models.registry import list_models
 from cnnx.parity import DEFAULT_THRESHOLDS
 
@@ -31,10 +31,10 @@ def main() -> None:
         for name in names:
             start = time.perf_counter()
             out = Path(args.out or tmp) / name
-            [result] = export_model(name, precisions=("int8",), out_dir=out, calib_data="samples",
+            [result] = export_model(ExportOptions(name, precisions=("int8",), out_dir=out, calib_data="samples",
                                     calib_size=args.calib_size, calib_method=args.method,
-                                    int8_target="tensorrt", int8_exclude="auto")
-            details = result.manifest["precision_details"]
+                                    int8_target="tensorrt", int8_exclude="auto"))
+            details = result.manifest.precision_details
             rescue, acc, floats = details["rescue"], details["accuracy"], details["float_layers"]
             row = {"model": name, "before": rescue["sqnr_before_db"], "after": acc["sqnr_db"],
                    "cosine": acc["cosine"], "top1": acc["top1"], "top5": acc["top5"], "float": floats["count"],

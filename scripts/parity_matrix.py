@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from cnnx import list_models
-from cnnx.export.pipeline import export_model
+from cnnx.export.pipeline import ExportOptions, export_model
 
 
 def main() -> None:
@@ -27,13 +27,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             start = time.perf_counter()
-            results = export_model(name, precisions=("fp32", "fp16"), out_dir=tmp)
+            results = export_model(ExportOptions(name, precisions=("fp32", "fp16"), out_dir=tmp))
             for r in results:
-                rows.append({"model": name, "precision": r.manifest["precision"], "passed": r.passed,
-                             "fp32_nodes": r.manifest["precision_details"].get("fp32_node_count", 0),
-                             "mib": round(r.manifest["artifact_bytes"] / 2**20, 1), **r.check.metrics,
-                             "timings_s": r.manifest["timings_s"]})
-            print(f"{name}: {time.perf_counter() - start:.1f}s", {r.manifest['precision']: r.passed for r in results},
+                rows.append({"model": name, "precision": r.manifest.precision, "passed": r.passed,
+                             "fp32_nodes": r.manifest.precision_details.get("fp32_node_count", 0),
+                             "mib": round(r.manifest.artifact_bytes / 2**20, 1), **r.check.metrics,
+                             "timings_s": r.manifest.timings_s})
+            print(f"{name}: {time.perf_counter() - start:.1f}s", {r.manifest.precision: r.passed for r in results},
                   flush=True)
     Path(args.json).write_text(json.dumps(rows, indent=1))
     lines = [f"Parity of every zoo model's ONNX artifacts against eager PyTorch fp32 (ONNX Runtime CPU, "

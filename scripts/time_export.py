@@ -8,8 +8,8 @@ import os
 import tempfile
 import time
 
-from cnnx.export.pipeline import export_model
-from cnnx.machine import describe, machine_info
+from cnnx.export.pipeline import ExportOptions, export_model
+from cnnx.hardware import describe, machine_info
 
 
 def main() -> None:
@@ -19,11 +19,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        results = export_model(args.model, precisions=tuple(args.precisions.split(",")), out_dir=tmp)
+        results = export_model(ExportOptions(args.model, precisions=tuple(args.precisions.split(",")), out_dir=tmp))
         total = time.perf_counter() - start
     print(f"machine: {describe(machine_info(os.cpu_count()))}")
     print(f"{args.model} export + check ({args.precisions}): {total:.1f} s in total")
-    for stage, seconds in results[-1].manifest["timings_s"].items():
+    for stage, seconds in results[-1].manifest.timings_s.items():
         print(f"  {stage:>12}: {seconds:6.1f} s")
     for r in results:
         print(f"  {r.path.name}: parity {'pass' if r.passed else 'FAIL'}")

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from cnnx import bench
-from cnnx.bench_suite import backend_unavailable_reason
+from cnnx.backends import BACKENDS
+from cnnx.bench import timing as bench
 
 
 def test_percentiles_follow_trtexec_float32_rule():
@@ -47,7 +47,7 @@ def test_unknown_backend_exits_2(run_cli):
 
 
 def test_unavailable_backend_asked_for_exits_3_with_reason(run_cli):
-    reason = backend_unavailable_reason("tensorrt")
+    reason = BACKENDS["tensorrt"].unavailable_reason()
     assert reason  # no TensorRT here; on a TensorRT machine this test is moot
     result = run_cli("bench", "nin", "--backends", "tensorrt")
     assert result.exit_code == 3

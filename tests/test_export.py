@@ -10,7 +10,8 @@ import pytest
 from cnnx import list_models
 from cnnx.artifacts import sha256_file
 from cnnx.backends.onnxruntime import OnnxRuntimeRunner
-from cnnx.export.pipeline import export_model
+from cnnx.export.pipeline import ExportOptions, export_model
+from cnnx.manifest import manifest_path
 
 LRN_MODELS = {"alexnet", "vgg11-lrn", "googlenet"}
 SLOW = {"vgg11", "vgg11-lrn", "vgg13", "vgg16-c", "vgg16", "vgg19", "resnet101", "resnet152",
@@ -25,12 +26,13 @@ def zoo_params():
 @pytest.mark.parametrize("spec", zoo_params())
 def test_every_model_exports_and_passes_parity_in_every_precision(spec, tmp_path):
     """One export per model (fp32, fp16, int8 share the ONNX export), each artifact checked against eager."""
-    results = export_model(spec.name, precisions=("fp32", "fp16", "int8"), out_dir=tmp_path,
-                           calib_data="samples", calib_size=16)
-    assert [r.manifest["precision"] for r in results] == ["fp32", "fp16", "int8"]
+    results = export_model(ExportOptions(spec.name, precisions=("fp32", "fp16", "int8"), out_dir=tmp_path,
+                           calib_data="samples", calib_size=16))
+    assert [r.manifest.precision for r in results] == ["fp32", "fp16", "int8"]
     for r in results:
         assert r.passed, f"{r.path.name}: {r.check.failures}"
-        m = r.manifest
+        m = json.loads(manifest_path(r.path).read_text())  # as written on disk
+        assert m == r.manifest.to_dict()
         graph = onnx.load(r.path)
         # the manifest holds what it claims
         assert m["artifact_sha256"] == sha256_file(r.path) and m["artifact_bytes"] == r.path.stat().st_size
@@ -50,15 +52,15 @@ def test_every_model_exports_and_passes_parity_in_every_precision(spec, tmp_path
         three, one = runner(x), runner(x[:1])
         assert three.shape == (3, 1000) and three.dtype == np.float32
         np.testing.assert_allclose(one, three[:1], rtol=1e-3, atol=1e-3 * np.abs(three).max())
-    int8 = results[2].manifest["precision_details"]
+    int8 = results[2].manifest.precision_details
     assert int8["qdq"]["nonzero_zero_points"] == 0  # the TensorRT form: symmetric everywhere
     assert results[2].check.inputs["held_out"]
     fp16 = results[1]
-    assert fp16.manifest["precision_details"]["nodes"] == len(onnx.load(fp16.path).graph.node)
+    assert fp16.manifest.precision_details["nodes"] == len(onnx.load(fp16.path).graph.node)
     graph = onnx.load(fp16.path)
     assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O
     assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.graph.initializer) > 0
-    kept = fp16.manifest["precision_details"]["fp32_nodes"]
+    kept = fp16.manifest.precision_details["fp32_nodes"]
     if spec.name in LRN_MODELS:
         assert kept and all("LocalResponseNorm" in k["reason"] for k in kept)
     assert fp16.path.stat().st_size < 0.6 * results[0].path.stat().st_size
@@ -67,7 +69,7 @@ def test_every_model_exports_and_passes_parity_in_every_precision(spec, tmp_path
 @pytest.fixture(scope="module")
 def resnet18_artifact(tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    return export_model("resnet18", precisions=("fp32",), out_dir=out)[0].path
+    return export_model(ExportOptions("resnet18", precisions=("fp32",), out_dir=out))[0].path
 
 
 def test_check_cli_passes_and_writes_json_and_junit(run_cli, resnet18_artifact, tmp_path):
@@ -100,7 +102,7 @@ def test_export_json_output_is_parseable(run_cli, tmp_path):
     result = run_cli("export", "nin", "--out", tmp_path, "--json", "--no-check")
     assert result.exit_code == 0
     data = json.loads(result.output)
-    assert data["artifacts"][0]["manifest"]["model"] == "nin" and "parity" not in data["artifacts"][0]["manifest"]
+    assert data["artifacts"][0]["manifest"]["model"] == "nin" and data["artifacts"][0]["manifest"]["parity"] is None
 
 
 # --- bad input: exit 2, an actionable message, no traceback, no artifact left behind ---------------------
@@ -185,8 +187,8 @@ def test_fp16_keeps_overflowing_activations_in_fp32(tmp_path):
     state[last_conv] = state[last_conv] * 3e4
     ckpt = tmp_path / "hot-nin.pth"
     torch.save(state, ckpt)
-    fp16 = export_model("nin", precisions=("fp16",), out_dir=tmp_path / "out", weights=ckpt)[0]
-    kept = fp16.manifest["precision_details"]["fp32_nodes"]
+    fp16 = export_model(ExportOptions("nin", precisions=("fp16",), out_dir=tmp_path / "out", weights=ckpt))[0]
+    kept = fp16.manifest.precision_details["fp32_nodes"]
     assert kept and all("near the fp16 limit" in k["reason"] for k in kept)
     assert fp16.check.metrics["nonfinite"] == 0 and fp16.passed, fp16.check.failures
     assert fp16.check.metrics["max_abs"] > 1.0  # logits really are large: ~1e5 scale

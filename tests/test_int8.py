@@ -12,12 +12,11 @@ from PIL import Image
 
 from cnnx import parity
 from cnnx.backends.torch import TorchRunner
-from cnnx.data import sample_images
+from cnnx.data import SAMPLE_HOLDOUT_NAMES, sample_images, sample_split
 from cnnx.errors import UsageError
 from cnnx.export import int8
-from cnnx.export.calibration import (SAMPLE_HOLDOUT_NAMES, augmentations, load_calibration, sample_split,
-                                     split_holdout)
-from cnnx.export.pipeline import export_model
+from cnnx.export.calibration import augmentations, load_calibration, split_holdout
+from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.models.registry import get_spec, list_models
 from cnnx.weights import create_model
 
@@ -33,9 +32,9 @@ def inits(proto):
 @pytest.fixture(scope="module")
 def resnet18_export(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
-    results = export_model("resnet18", precisions=("fp32", "int8"), out_dir=out, calib_data="samples",
-                           calib_size=CALIB)
-    return out, {r.manifest["precision"]: r for r in results}
+    results = export_model(ExportOptions("resnet18", precisions=("fp32", "int8"), out_dir=out, calib_data="samples",
+                           calib_size=CALIB))
+    return out, {r.manifest.precision: r for r in results}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +76,7 @@ def test_tensorrt_form_is_symmetric_int8_per_channel_without_bias_quantization(r
         assert axis == 0
         if len(conv.input) > 2:  # bias stays float
             assert conv.input[2] in values and values[conv.input[2]].dtype == np.float32
-    details = results["int8"].manifest["precision_details"]
+    details = results["int8"].manifest.precision_details
     assert details["target"] == "tensorrt" and details["target_is_default"]
     assert details["qdq"]["nonzero_zero_points"] == 0 and details["qdq"]["zero_point_types"] == ["int8"]
 
@@ -169,9 +168,9 @@ def test_cache_is_reused_and_invalidated_by_data_method_or_forced(resnet18_expor
 
 def test_export_reuses_cache_on_the_next_export(resnet18_export):
     out, results = resnet18_export
-    [again] = export_model("resnet18", precisions=("int8",), out_dir=out, calib_data="samples", calib_size=CALIB,
-                           check=False)
-    assert again.manifest["precision_details"]["calibration"]["cache"]["status"] == "cache hit"
+    [again] = export_model(ExportOptions("resnet18", precisions=("int8",), out_dir=out, calib_data="samples",
+                                         calib_size=CALIB, check=False))
+    assert again.manifest.precision_details["calibration"]["cache"]["status"] == "cache hit"
 
 
 # --- user folders, files, and everything that must fail before anything is written -----------------
@@ -204,7 +203,7 @@ def test_random_calibration_only_when_asked_and_recorded():
 def _assert_fails_and_writes_nothing(tmp_path, match, **kw):
     out = tmp_path / "out"
     with pytest.raises(UsageError, match=match) as info:
-        export_model("resnet18", precisions=("fp32", "int8"), out_dir=out, **kw)
+        export_model(ExportOptions("resnet18", precisions=("fp32", "int8"), out_dir=out, **kw))
     assert not out.exists() or not any(out.rglob("*")), "files were left behind"
     return info.value
 
@@ -274,9 +273,9 @@ def test_rescue_finds_an_outlier_channel_and_meets_the_target(tmp_path):
     state[consumer][:, 0] /= 300
     ckpt = tmp_path / "outlier-nin.pth"
     torch.save(state, ckpt)
-    [result] = export_model("nin", precisions=("int8",), out_dir=tmp_path / "out", weights=ckpt,
-                            calib_data="samples", calib_size=CALIB, int8_exclude="auto")
-    details = result.manifest["precision_details"]
+    [result] = export_model(ExportOptions("nin", precisions=("int8",), out_dir=tmp_path / "out", weights=ckpt,
+                            calib_data="samples", calib_size=CALIB, int8_exclude="auto"))
+    details = result.manifest.precision_details
     rescue, floats = details["rescue"], details["float_layers"]
     assert rescue["sqnr_before_db"] < 10, rescue  # the outlier really breaks plain int8
     assert rescue["met_target"] and rescue["sqnr_after_db"] >= int8.TARGET_SQNR_DB, rescue
@@ -294,9 +293,9 @@ def test_rescue_finds_an_outlier_channel_and_meets_the_target(tmp_path):
 def test_rescue_keeps_no_float_layers_when_they_do_not_pay(tmp_path):
     """Without a dominant culprit (seeded ResNet: noise spread over every layer) float layers that buy less
     than RESCUE_MIN_GAIN_DB are not kept: they would cost speed for nothing."""
-    [result] = export_model("resnet18", precisions=("int8",), out_dir=tmp_path, calib_data="samples",
-                            calib_size=CALIB, int8_exclude="auto")
-    rescue, floats = result.manifest["precision_details"]["rescue"], result.manifest["precision_details"]["float_layers"]
+    [result] = export_model(ExportOptions("resnet18", precisions=("int8",), out_dir=tmp_path, calib_data="samples",
+                            calib_size=CALIB, int8_exclude="auto"))
+    rescue, floats = result.manifest.precision_details["rescue"], result.manifest.precision_details["float_layers"]
     best = max(t["probe_sqnr_db"] for t in rescue["trials"])
     if best - rescue["probe_sqnr_before_db"] < int8.RESCUE_MIN_GAIN_DB:
         assert floats["count"] == 0

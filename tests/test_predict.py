@@ -11,13 +11,13 @@ from PIL import Image
 
 import cnnx
 from cnnx.data import sample_images
-from cnnx.export.pipeline import export_model
+from cnnx.export.pipeline import ExportOptions, export_model
 
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
     out = tmp_path_factory.mktemp("predict-artifacts")
-    return export_model("nin", precisions=("fp32",), out_dir=out, check=False)[0].path
+    return export_model(ExportOptions("nin", precisions=("fp32",), out_dir=out, check=False))[0].path
 
 
 @pytest.fixture

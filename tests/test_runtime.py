@@ -15,13 +15,14 @@ import skimage.data
 from PIL import Image
 
 import cnnx
-from cnnx.artifacts import manifest_path
+from cnnx.manifest import manifest_path
 from cnnx.backends.openvino import OpenVinoRunner
 from cnnx.data import load_batch, sample_images
 from cnnx.errors import UsageError
-from cnnx.export.pipeline import export_model
+from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.models.registry import get_spec
-from cnnx.runtime import imagenet_labels, softmax
+from cnnx.data import imagenet_labels
+from cnnx.runtime import softmax
 
 SKIMAGE_PHOTOS = [Path(skimage.data.__file__).parent / name
                   for name in ("astronaut.png", "chelsea.png", "coffee.png", "camera.png")]
@@ -31,9 +32,9 @@ SKIMAGE_PHOTOS = [Path(skimage.data.__file__).parent / name
 def artifacts(tmp_path_factory):
     """resnet18 at fp32 and int8 (calibrated on the shipped photos), exported once for this module."""
     out = tmp_path_factory.mktemp("runtime-artifacts")
-    results = export_model("resnet18", precisions=("fp32", "int8"), out_dir=out, calib_data="samples",
-                           check=False)
-    return {r.manifest["precision"]: r.path for r in results}
+    results = export_model(ExportOptions("resnet18", precisions=("fp32", "int8"), out_dir=out, calib_data="samples",
+                           check=False))
+    return {r.manifest.precision: r.path for r in results}
 
 
 def photos() -> list[Path]:

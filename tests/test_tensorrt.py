@@ -9,18 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnx.artifacts import MANIFEST_FORMAT, manifest_path, sha256_file, write_json
+from cnnx.artifacts import sha256_file
 from cnnx.backends import tensorrt as trt_backend
 from cnnx.backends.onnxruntime_gpu import (OnnxRuntimeCudaRunner, ort_profile_options,
                                            provider_unavailable_reason)
-from cnnx.backends.tensorrt import (BatchProfile, EngineIncompatible, batch_problem, build_command, check_plan,
-                                    compatibility_problem, describe_onnx, engine_for_artifact, format_parser_errors,
-                                    make_profile, plan_filename, read_timing_cache, timing_cache_path,
-                                    unavailable_reason, write_timing_cache)
+from cnnx.backends.tensorrt import unavailable_reason
+from cnnx.backends.tensorrt.build import build_command, describe_onnx, format_parser_errors
+from cnnx.backends.tensorrt.plan import (BatchProfile, EngineIncompatible, batch_problem, check_plan,
+                                         compatibility_problem, make_profile, plan_filename, read_timing_cache,
+                                         timing_cache_path, write_timing_cache)
 from cnnx.errors import BackendUnavailable, UsageError
+from cnnx.export import engines
+from cnnx.export.engines import engine_for_artifact
+from cnnx.manifest import manifest_path, read_manifest
+from plans import plan_manifest, write_fake_plan
 
 API_DIR = Path(__file__).parent / "data" / "tensorrt_api"
-SOURCE = Path(trt_backend.__file__)
+SOURCES = sorted(Path(trt_backend.__file__).parent.glob("*.py"))
 
 # ---------------------------------------------------------------------------------------------------------------
 # API surface: every tensorrt name the backend touches exists in 10.x and 11.x; nothing removed in 11 is used.
@@ -89,7 +94,12 @@ def used_api(source: str) -> tuple[set[str], set[str]]:
 
 @pytest.fixture(scope="module")
 def api_used() -> tuple[set[str], set[str]]:
-    return used_api(SOURCE.read_text())
+    used, members = set(), set()
+    for source in SOURCES:
+        names, attrs = used_api(source.read_text())
+        used |= names
+        members |= attrs
+    return used, members
 
 
 def test_api_scan_sees_the_calls_that_matter(api_used):
@@ -116,9 +126,9 @@ def test_no_name_removed_in_tensorrt_11_is_used(api_used):
     assert not used & removed, f"uses names removed in TensorRT 11: {sorted(used & removed)}"
     # belt and braces, independent of the variable-name tracking: no attribute of anything, and no string
     # constant (getattr targets), carries a removed name; docstrings and comments may mention them
-    tree = ast.parse(SOURCE.read_text())
-    attributes = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    nodes = [n for source in SOURCES for n in ast.walk(ast.parse(source.read_text()))]
+    attributes = {n.attr for n in nodes if isinstance(n, ast.Attribute)}
+    strings = {n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     for name in ("EXPLICIT_BATCH", "FP16", "INT8", "BF16", "int8_calibrator", "set_calibration_profile",
                  "platform_has_fast_fp16", "platform_has_fast_int8", "quantization_flags", "supports_model"):
         assert name not in attributes and name not in strings, name
@@ -148,10 +158,10 @@ def test_api_scan_catches_a_removed_name():
 
 @pytest.fixture(scope="module")
 def nin_onnx(tmp_path_factory) -> Path:
-    from cnnx.export.pipeline import export_model
+    from cnnx.export.pipeline import ExportOptions, export_model
 
     out = tmp_path_factory.mktemp("export")
-    return export_model("nin", precisions=("fp32",), out_dir=out, check=False)[0].path
+    return export_model(ExportOptions("nin", precisions=("fp32",), out_dir=out, check=False))[0].path
 
 
 needs_no_tensorrt = pytest.mark.skipif(unavailable_reason() is None, reason="TensorRT and a GPU are usable here")
@@ -178,7 +188,7 @@ def test_engine_for_artifact_tensorrt_raises_exit_3_and_keeps_onnx(nin_onnx):
 
 
 def test_engine_for_artifact_onnx_target_does_nothing(nin_onnx, monkeypatch):
-    monkeypatch.setattr(trt_backend, "build_engine", lambda *a, **k: pytest.fail("must not build"))
+    monkeypatch.setattr(engines, "build_engine", lambda *a, **k: pytest.fail("must not build"))
     outcome = engine_for_artifact(nin_onnx, "onnx")
     assert not outcome.built and outcome.command is None
     with pytest.raises(UsageError):
@@ -186,8 +196,8 @@ def test_engine_for_artifact_onnx_target_does_nothing(nin_onnx, monkeypatch):
 
 
 def test_engine_for_artifact_auto_builds_when_available(nin_onnx, monkeypatch):
-    monkeypatch.setattr(trt_backend, "unavailable_reason", lambda: None)
-    monkeypatch.setattr(trt_backend, "build_engine", lambda path, **kw: (Path("engines/x.plan"), {"kw": kw}))
+    monkeypatch.setattr(engines, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(engines, "build_engine", lambda path, **kw: (Path("engines/x.plan"), {"kw": kw}))
     outcome = engine_for_artifact(nin_onnx, "auto", max_batch=8)
     assert outcome.built and outcome.plan == str(Path("engines/x.plan"))
     assert outcome.manifest == {"kw": {"max_batch": 8}}
@@ -257,14 +267,6 @@ def test_batch_outside_profile_is_refused_with_the_range():
     assert "batches 2..16" in batch_problem(1, 2, 16)
 
 
-def plan_manifest(trt_version="10.13.0.35", cc="8.9", gpu="NVIDIA L4", **flags) -> dict:
-    return {"format": MANIFEST_FORMAT, "kind": trt_backend.ENGINE_KIND, "tensorrt": {"version": trt_version},
-            "gpu": {"name": gpu, "compute_capability": cc},
-            "build_flags": {"version_compatible": False, "hardware_compatibility": None, **flags},
-            "rebuild_command": "cnnx build export/nin-fp32.onnx --max-batch 8",
-            "source": {"onnx": "export/nin-fp32.onnx"}}
-
-
 def test_compatible_plan_passes():
     assert compatibility_problem(plan_manifest(), "10.13.0.35", "8.9") is None
 
@@ -291,16 +293,9 @@ def test_compatibility_levels_relax_the_checks():
     assert ">= 8.0" in compatibility_problem(ampere, "10.13.0.35", "7.5")
 
 
-def write_fake_plan(tmp_path: Path, manifest: dict) -> Path:
-    plan = tmp_path / "nin-fp32-b1-8.plan"
-    plan.write_bytes(b"not a real plan")
-    write_json(manifest_path(plan), {**manifest, "artifact": plan.name, "artifact_sha256": sha256_file(plan)})
-    return plan
-
-
 def test_check_plan_refuses_a_mismatch_with_the_rebuild_command(tmp_path):
     plan = write_fake_plan(tmp_path, plan_manifest())
-    assert check_plan(plan, "10.13.0.35", "8.9")["gpu"]["name"] == "NVIDIA L4"
+    assert check_plan(plan, "10.13.0.35", "8.9").gpu["name"] == "NVIDIA L4"
     with pytest.raises(EngineIncompatible) as err:
         check_plan(plan, "10.14.1.48", "8.6")
     assert "10.13.0.35" in err.value.message and "10.14.1.48" in err.value.message
@@ -309,14 +304,13 @@ def test_check_plan_refuses_a_mismatch_with_the_rebuild_command(tmp_path):
     assert err.value.exit_code == 2
 
 
-def test_check_plan_refuses_a_modified_plan_and_non_plans(tmp_path):
+def test_check_plan_refuses_a_modified_plan_and_non_plans(tmp_path, nin_onnx):
     plan = write_fake_plan(tmp_path, plan_manifest())
     plan.write_bytes(b"tampered")
     with pytest.raises(UsageError, match="does not match its manifest"):
         check_plan(plan, "10.13.0.35", "8.9")
-    other = write_fake_plan(tmp_path, {**plan_manifest(), "kind": None})
-    with pytest.raises(UsageError, match="not a TensorRT plan"):
-        check_plan(other, "10.13.0.35", "8.9")
+    with pytest.raises(UsageError, match="is an ONNX artifact, not a TensorRT plan"):
+        check_plan(nin_onnx, "10.13.0.35", "8.9")
 
 
 def test_timing_cache_file_naming_reuse_and_atomic_write(tmp_path):
@@ -431,17 +425,20 @@ def tensorrt_ready():
 
 @pytest.fixture(scope="module")
 def resnet18_artifacts(tensorrt_ready, tmp_path_factory) -> dict:
-    from cnnx.export.pipeline import export_model
+    from cnnx.export.pipeline import ExportOptions, export_model
 
     out = tmp_path_factory.mktemp("resnet18")
-    results = export_model("resnet18", precisions=("fp32", "fp16", "int8"), out_dir=out, calib_data="samples")
-    return {r.manifest["precision"]: r.path for r in results}
+    results = export_model(ExportOptions("resnet18", precisions=("fp32", "fp16", "int8"), out_dir=out,
+                                         calib_data="samples", target="onnx", int8_target="tensorrt"))
+    return {r.manifest.precision: r.path for r in results}
 
 
 @pytest.fixture(scope="module")
 def resnet18_engines(resnet18_artifacts, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("engines")
-    return {precision: trt_backend.build_engine(path, out_dir=out, max_batch=8, tf32=precision != "fp32")
+    from cnnx.backends.tensorrt.build import build_engine
+
+    return {precision: build_engine(path, out_dir=out, max_batch=8, tf32=precision != "fp32")
             for precision, path in resnet18_artifacts.items()}
 
 
@@ -451,16 +448,16 @@ def resnet18_engines(resnet18_artifacts, tmp_path_factory) -> dict:
 def test_resnet18_engine_parity_against_eager(resnet18_engines, precision):
     from cnnx import parity
     from cnnx.models.registry import get_spec
-    from cnnx.verify import check_data, compare_runner, eager_model_for
+    from cnnx.backends.tensorrt.runner import TensorRTRunner
+    from cnnx.check import check_data, compare_runner, eager_model
 
     plan, manifest = resnet18_engines[precision]
     assert plan.name == f"resnet18-{precision}-b1-8.plan" and manifest_path(plan).is_file()
-    assert manifest["tensorrt"]["version"] and manifest["gpu"]["compute_capability"]
-    runner = trt_backend.TensorRTRunner(plan)
-    data = check_data(eager_model_for({"model": "resnet18", "weights": {"source": "seed", "seed": 0}}),
-                      get_spec("resnet18"))
+    assert manifest.tensorrt["version"] and manifest.compute_capability
+    runner = TensorRTRunner(plan)
+    data = check_data(eager_model("resnet18", {"source": "seed", "seed": 0}), get_spec("resnet18"))
     if precision == "int8":  # int8 is judged on photos only, as export's own int8 check is (no random noise)
-        from cnnx.verify import CheckData
+        from cnnx.check import CheckData
 
         photos = data.described["photos"]
         data = CheckData(data.inputs[:photos], data.expected[:photos], data.described)
@@ -474,10 +471,11 @@ def test_resnet18_engine_parity_against_eager(resnet18_engines, precision):
 def test_resnet18_batch_range_torch_input_bench_and_reload(resnet18_engines):
     import torch
 
-    from cnnx.bench import time_loop
+    from cnnx.backends.tensorrt.runner import TensorRTRunner
+    from cnnx.bench.timing import time_loop
 
     plan, _ = resnet18_engines["fp32"]
-    runner = trt_backend.TensorRTRunner(plan)
+    runner = TensorRTRunner(plan)
     x = np.random.default_rng(0).standard_normal((8, 3, 224, 224)).astype(np.float32)
     full = runner(x)
     assert full.shape == (8, 1000) and full.dtype == np.float32
@@ -491,7 +489,7 @@ def test_resnet18_batch_range_torch_input_bench_and_reload(resnet18_engines):
     assert graph_stats.median_ms > 0
     assert time_loop(runner.end_to_end_step(x), batch=8, warmup_ms=50, duration_s=0.2, min_iters=5).iterations >= 5
     np.testing.assert_allclose(runner(x), full, rtol=1e-3, atol=1e-3)  # graph capture left the runner usable
-    reloaded = trt_backend.TensorRTRunner(plan)  # a fresh deserialization from disk
+    reloaded = TensorRTRunner(plan)  # a fresh deserialization from disk
     np.testing.assert_array_equal(reloaded(x), full)
 
 
@@ -614,12 +612,13 @@ def fake_tensorrt(calls: list, parse_ok: bool = True):
 
 @pytest.fixture
 def fake_trt_machine(monkeypatch):
-    import cnnx.machine
+    import cnnx.hardware
+    from cnnx.backends.tensorrt import build
 
     calls: list = []
-    monkeypatch.setattr(trt_backend, "unavailable_reason", lambda: None)
-    monkeypatch.setattr(trt_backend, "_require_tensorrt", lambda: fake_tensorrt(calls))
-    monkeypatch.setattr(cnnx.machine, "gpu_info", lambda: {"name": "NVIDIA L4", "compute_capability": "8.9",
+    monkeypatch.setattr(build, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(build, "require_tensorrt", lambda: fake_tensorrt(calls))
+    monkeypatch.setattr(cnnx.hardware, "gpu_info", lambda: {"name": "NVIDIA L4", "compute_capability": "8.9",
                                                            "cuda": "12.8", "driver": "570.1", "memory_gib": 22.0})
     return calls
 
@@ -627,19 +626,23 @@ def fake_trt_machine(monkeypatch):
 def test_build_sequence_plan_manifest_and_timing_cache(nin_onnx, tmp_path, fake_trt_machine):
     calls, stages = fake_trt_machine, []
     out = tmp_path / "engines"
-    plan, manifest = trt_backend.build_engine(nin_onnx, out_dir=out, max_batch=8, workspace_mib=1024, tf32=False,
+    from cnnx.backends.tensorrt.build import build_engine
+
+    plan, manifest = build_engine(nin_onnx, out_dir=out, max_batch=8, workspace_mib=1024, tf32=False,
                                               hardware_compatibility="ampere+", progress=stages.append)
     assert plan == out / "nin-fp32-b1-8.plan"
     assert plan.read_bytes() == b"PLAN-BYTES"  # TensorRT's bytes only, nothing prepended
-    assert json.loads(manifest_path(plan).read_text()) == manifest
-    assert manifest["artifact_sha256"] == sha256_file(plan) and manifest["kind"] == "tensorrt-plan"
-    assert manifest["tensorrt"]["version"] == "10.13.0.35"
-    assert manifest["gpu"] == {"name": "NVIDIA L4", "compute_capability": "8.9", "cuda": "12.8", "driver": "570.1"}
-    assert manifest["source"]["onnx_sha256"] == sha256_file(nin_onnx)
-    assert manifest["profile"]["min"] == [1, 3, 224, 224] and manifest["profile"]["max"] == [8, 3, 224, 224]
-    assert manifest["build_flags"]["tf32"] is False
-    assert manifest["build_flags"]["hardware_compatibility"] == "ampere+"
-    assert manifest["rebuild_command"].startswith(f"cnnx build {nin_onnx} --max-batch 8 --workspace 1024")
+    assert read_manifest(plan) == manifest
+    assert json.loads(manifest_path(plan).read_text())["kind"] == "tensorrt-plan"
+    assert manifest.artifact_sha256 == sha256_file(plan)
+    assert manifest.tensorrt["version"] == "10.13.0.35"
+    assert manifest.gpu == {"name": "NVIDIA L4", "compute_capability": "8.9", "cuda": "12.8", "driver": "570.1"}
+    assert manifest.source["onnx_sha256"] == sha256_file(nin_onnx)
+    assert manifest.profile["min"] == [1, 3, 224, 224] and manifest.profile["max"] == [8, 3, 224, 224]
+    assert manifest.build_flags["tf32"] is False
+    assert manifest.build_flags["hardware_compatibility"] == "ampere+"
+    assert manifest.rebuild_command.startswith(f"cnnx build {nin_onnx} --max-batch 8 --workspace 1024")
+    assert manifest.preprocess == read_manifest(nin_onnx).preprocess  # the runtime classifies with a plan too
     assert ("network_flags", 1 << 1) in calls  # STRONGLY_TYPED on a 10.x
     assert ("workspace", "WORKSPACE", 1024 << 20) in calls and ("clear_flag", "TF32") in calls
     name = describe_onnx(nin_onnx).input_name
@@ -648,7 +651,7 @@ def test_build_sequence_plan_manifest_and_timing_cache(nin_onnx, tmp_path, fake_
     cache = timing_cache_path(out, "10.13.0.35", "8.9")
     assert cache.read_bytes() == b"+" and ("timing_cache_in", b"") in calls  # first build: an empty cache
     calls.clear()
-    trt_backend.build_engine(nin_onnx, out_dir=out, max_batch=8)
+    build_engine(nin_onnx, out_dir=out, max_batch=8)
     assert ("timing_cache_in", b"+") in calls and cache.read_bytes() == b"++"  # reused, then extended
     assert ("clear_flag", "TF32") not in calls
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -656,8 +659,10 @@ def test_build_sequence_plan_manifest_and_timing_cache(nin_onnx, tmp_path, fake_
 
 
 def test_build_reports_parser_errors_node_by_node(nin_onnx, tmp_path, monkeypatch, fake_trt_machine):
-    monkeypatch.setattr(trt_backend, "_require_tensorrt", lambda: fake_tensorrt([], parse_ok=False))
+    from cnnx.backends.tensorrt import build
+
+    monkeypatch.setattr(build, "require_tensorrt", lambda: fake_tensorrt([], parse_ok=False))
     with pytest.raises(UsageError) as err:
-        trt_backend.build_engine(nin_onnx, out_dir=tmp_path / "engines")
+        build.build_engine(nin_onnx, out_dir=tmp_path / "engines")
     assert "node 7 '/foo' (Foo): [UNSUPPORTED_NODE] Unsupported operator Foo" in err.value.message
     assert not list((tmp_path / "engines").glob("*.plan"))

@@ -6,36 +6,32 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import replace
 
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 import cnnx
-from cnnx.artifacts import manifest_path, read_manifest, sha256_file
+from cnnx.artifacts import sha256_file
 from cnnx.data import sample_images
 from cnnx.deploy import triton
 from cnnx.errors import UsageError
-from cnnx.export.pipeline import export_model
+from cnnx.export.pipeline import ExportOptions, export_model
+from cnnx.manifest import manifest_path, read_manifest
+from plans import plan_manifest, write_fake_plan
 
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
     out = tmp_path_factory.mktemp("triton-artifacts")
-    return export_model("nin", precisions=("fp32",), out_dir=out, check=False)[0].path
+    return export_model(ExportOptions("nin", precisions=("fp32",), out_dir=out, check=False))[0].path
 
 
 @pytest.fixture
-def fake_plan(artifact, tmp_path):
-    """A stand-in TensorRT plan (bytes are never run here) with an engine manifest: profile + GPU."""
-    plan = tmp_path / "nin-fp16.plan"
-    plan.write_bytes(b"not a real engine, only its manifest matters to the repository writer")
-    manifest = json.loads(manifest_path(artifact).read_text())
-    manifest.update({"artifact": plan.name, "artifact_sha256": sha256_file(plan), "precision": "fp16",
-                     "profile": {"min": [1, 3, 224, 224], "opt": [8, 3, 224, 224], "max": [16, 3, 224, 224]},
-                     "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"}})
-    manifest_path(plan).write_text(json.dumps(manifest))
-    return plan
+def fake_plan(tmp_path):
+    """A stand-in TensorRT plan (bytes are never run here) with its manifest: profile up to 16, sm 8.9."""
+    return write_fake_plan(tmp_path, replace(plan_manifest(max_batch=16), precision="fp16"), name="nin-fp16.plan")
 
 
 def parse(path) -> model_config_pb2.ModelConfig:
@@ -53,7 +49,7 @@ def test_onnx_repository_layout_and_config(run_cli, artifact, tmp_path):
     assert [p.name for p in repo.iterdir()] == ["nin-fp32"]  # no temporary folder left behind
     assert (model / "1" / "model.onnx").read_bytes() == artifact.read_bytes()
     # the copied manifest still vouches for the copied artifact, so the copy loads with cnnx
-    assert read_manifest(model / "1" / "model.onnx")["model"] == "nin"
+    assert read_manifest(model / "1" / "model.onnx").model == "nin"
     predictor = cnnx.load(model / "1" / "model.onnx")
     assert len(predictor.classify(sample_images()[:1])[0]) == 5
 
@@ -62,8 +58,8 @@ def test_onnx_repository_layout_and_config(run_cli, artifact, tmp_path):
     assert config.name == "nin-fp32" and config.platform == "onnxruntime_onnx"
     assert config.max_batch_size == 8
     (inp,), (out,) = config.input, config.output
-    assert inp.name == manifest["input"]["name"] and list(inp.dims) == manifest["input"]["shape"][1:]
-    assert out.name == manifest["output"]["name"] and list(out.dims) == manifest["output"]["shape"][1:]
+    assert inp.name == manifest.input.name and list(inp.dims) == list(manifest.input.dims)
+    assert out.name == manifest.output.name and list(out.dims) == list(manifest.output.dims)
     assert inp.data_type == out.data_type == model_config_pb2.TYPE_FP32
     assert out.label_filename == "labels.txt"
     assert (model / "labels.txt").read_text().splitlines()[:2] == ["tench", "goldfish"]

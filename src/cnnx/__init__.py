@@ -26,10 +26,13 @@ _LAZY = {
     "ModelSpec": "models.registry",
     "load": "runtime",
     "Predictor": "runtime",
+    "export_model": "export.pipeline",
+    "ExportOptions": "export.pipeline",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__
     from .models.registry import ModelSpec, get_spec, list_models
+    from .export.pipeline import ExportOptions, export_model
     from .runtime import Predictor, load
     from .weights import create_model
 
@@ -46,5 +49,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["create_model", "get_spec", "list_models", "ModelSpec", "load", "Predictor", "CnnxError",
+__all__ = ["create_model", "get_spec", "list_models", "ModelSpec", "load", "Predictor", "export_model",
+           "ExportOptions", "CnnxError",
            "UsageError", "CheckFailed", "BackendUnavailable", "__version__"]

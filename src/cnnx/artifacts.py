@@ -1,4 +1,4 @@
-"""Artifacts on disk: output folders, atomic writes, hashes and the provenance manifest."""
+"""Files on disk: output folders, atomic writes, hashes, and the provenance facts every manifest records."""
 
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import UsageError
-
-MANIFEST_FORMAT = "cnnx-manifest/1"
-
 
 def prepare_output_dir(out_dir: str | Path) -> Path:
     """Create the output folder if needed and prove it is writable before any work starts."""
@@ -58,34 +55,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def manifest_path(artifact: str | Path) -> Path:
-    return Path(artifact).with_suffix(".json")
-
-
-def read_manifest(artifact: str | Path) -> dict:
-    """The manifest of an artifact, checked against the artifact's bytes."""
-    artifact = Path(artifact)
-    if not artifact.is_file():
-        raise UsageError(f"artifact '{artifact}' does not exist", "export one first: cnnx export MODEL")
-    path = manifest_path(artifact)
-    if not path.is_file():
-        raise UsageError(f"'{artifact}' has no manifest ('{path.name}' is missing), so cnnx cannot tell which "
-                         "model and weights it came from",
-                         "re-export it with `cnnx export MODEL`, which writes both files")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"manifest '{path}' is not readable JSON ({exc})", "re-export the artifact") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise UsageError(f"'{path}' is not a cnnx manifest (format {MANIFEST_FORMAT!r} expected)",
-                         "re-export the artifact with this version of cnnx")
-    if sha256_file(artifact) != manifest.get("artifact_sha256"):
-        raise UsageError(f"'{artifact}' does not match its manifest (sha256 differs): the file was modified, "
-                         "truncated or replaced after export",
-                         f"re-export it: cnnx export {manifest.get('model', 'MODEL')}")
-    return manifest
 
 
 def tool_versions() -> dict[str, str]:

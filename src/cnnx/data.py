@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 from .errors import UsageError
 
 SAMPLES_DIR = Path(__file__).parent / "data" / "samples"
+LABELS_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -56,9 +57,26 @@ def imagenet_preprocess(crop: int = 224, resize: int | None = None, **kw) -> Pre
     return Preprocess(resize=resize or round(crop / 0.875), crop=crop, **kw)
 
 
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names, in the standard class-index order (torchvision's and timm's)."""
+    return LABELS_FILE.read_text(encoding="utf-8").splitlines()
+
+
 def sample_images() -> list[Path]:
     """The real photos shipped with cnnx (see data/samples/SOURCES.md), in a stable order."""
     return sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+# The shipped photos split by a fixed rule into calibration photos and held-out photos (sorted positions
+# 2, 4, 7, 9): int8 artifacts calibrated on "samples" are judged on the held-out ones only.
+SAMPLE_HOLDOUT_NAMES = ("camera.jpg", "coffee.jpg", "gravel.jpg", "rocket.jpg")
+
+
+def sample_split() -> tuple[list[Path], list[Path]]:
+    """The shipped photos split into (calibration photos, held-out photos)."""
+    photos = sample_images()
+    held = [p for p in photos if p.name in SAMPLE_HOLDOUT_NAMES]
+    return [p for p in photos if p.name not in SAMPLE_HOLDOUT_NAMES], held
 
 
 def image_files(folder: str | Path) -> list[Path]:

@@ -1,7 +1,11 @@
-"""ONNX Runtime runner (CPU execution provider)."""
+"""ONNX Runtime runner (CPU execution provider).
+
+Thread safety: `InferenceSession.run` is thread-safe, so concurrent calls go straight to the one session
+and run in parallel."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +17,14 @@ from .base import Runner
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "the onnxruntime package is not installed (pip install onnxruntime)"
+        return None
+
     def __init__(self, model: str | Path | bytes, threads: int | None = None,
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+                 providers: tuple = ("CPUExecutionProvider",)):
         import onnxruntime as ort
 
         options = ort.SessionOptions()

@@ -1,8 +1,17 @@
-"""OpenVINO runner: reads the same ONNX files (fp32, int8 Q/DQ); bf16 via the inference precision hint."""
+"""OpenVINO runner: reads the same ONNX files (fp32, int8 Q/DQ); bf16 via the inference precision hint.
+
+Thread safety: an infer request holds its own input/output tensors and must not be used by two threads at
+once. The runner keeps a pool of infer requests on one compiled model: a call takes an idle request (or
+creates one, at most `max_requests`), copies the output out and puts the request back. A pool rather than
+one lock, so that concurrent callers are not serialised behind each other and OpenVINO can overlap them;
+the copy, because the output tensor is reused by the request's next inference."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +35,8 @@ class OpenVinoRunner(Runner):
             return "the openvino package is not installed (pip install -e '.[openvino]')"
         return None
 
-    def __init__(self, model: str | Path, threads: int | None = None, inference_precision: str = "f32"):
+    def __init__(self, model: str | Path, threads: int | None = None, inference_precision: str = "f32",
+                 max_requests: int | None = None):
         reason = self.unavailable_reason()
         if reason:
             raise BackendUnavailable(f"OpenVINO is unavailable: {reason}")
@@ -43,8 +53,22 @@ class OpenVinoRunner(Runner):
         except RuntimeError as exc:
             raise UsageError(f"OpenVINO cannot load '{model}': {str(exc).strip().splitlines()[0][:300]}",
                              "the file is corrupt or uses an operator OpenVINO lacks; re-export it") from None
-        self.request = self.compiled.create_infer_request()
+        self.output = self.compiled.output(0)
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle.put(self.compiled.create_infer_request())
+        self._slots = threading.BoundedSemaphore(max(1, max_requests or os.cpu_count() or 1))
+
+    def _take(self):
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:  # every request is busy in another thread
+            return self.compiled.create_infer_request()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        result = self.request.infer({0: np.ascontiguousarray(batch, np.float32)})
-        return np.asarray(result[self.compiled.output(0)], dtype=np.float32)
+        with self._slots:  # at most max_requests requests exist in flight, so at most that many are created
+            request = self._take()
+            try:
+                result = request.infer({0: np.ascontiguousarray(batch, np.float32)})
+                return np.array(result[self.output], dtype=np.float32, copy=True)
+            finally:
+                self._idle.put(request)

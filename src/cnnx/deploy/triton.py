@@ -21,14 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..artifacts import manifest_path, read_manifest, sha256_file
+from ..artifacts import sha256_file
+from ..backends import BACKENDS
+from ..data import imagenet_labels
 from ..errors import BackendUnavailable, UsageError
-from ..runtime import LABELS_FILE, engine_compute_capability, engine_max_batch
+from ..manifest import Manifest, OnnxManifest, PlanManifest, TensorSpec, manifest_path, read_manifest
 
 INSTALL_HINT = "pip install 'cnnx[triton]'"
 DEFAULT_MAX_BATCH = 32
 DEFAULT_QUEUE_DELAY_US = 100
-ONNX_BACKENDS = ("onnxruntime", "openvino")
+ONNX_BACKENDS = tuple(name for name, b in BACKENDS.items() if b.runs == "onnx" and b.triton)
 KINDS = ("auto", "cpu", "gpu")
 WARMUP_DATA = ("random", "zero", "none")
 VERSION = "1"
@@ -53,7 +55,7 @@ class ModelPlan:
     """Everything about one model folder, decided and validated before anything is written."""
 
     artifact: Path
-    manifest: dict
+    manifest: Manifest
     name: str
     max_batch: int
     config_text: str
@@ -118,47 +120,46 @@ def preferred_batch_sizes(max_batch: int) -> list[int]:
     return sizes + [max_batch] if max_batch > 1 else []
 
 
-def _dims(manifest: dict, key: str) -> list[int]:
-    try:
-        shape = manifest[key]["shape"]
-        dims = [int(d) for d in shape[1:]]
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise UsageError(f"the manifest has no usable '{key}' shape (expected ['batch', ...])",
-                         "re-export the artifact with this version of cnnx") from None
-    if isinstance(shape[0], int) and not isinstance(shape[0], bool):
-        raise UsageError(f"the artifact's {key} has a fixed batch of {shape[0]}; Triton batching needs a "
+def _dims(tensor: TensorSpec | None, key: str) -> list[int]:
+    if tensor is None:
+        raise UsageError(f"the manifest records no '{key}' tensor", "rebuild the artifact with this version of cnnx")
+    if isinstance(tensor.shape[0], int) and not isinstance(tensor.shape[0], bool):
+        raise UsageError(f"the artifact's {key} has a fixed batch of {tensor.shape[0]}; Triton batching needs a "
                          "dynamic batch dimension", "re-export it with `cnnx export` (dynamic batch)")
-    return dims
+    return list(tensor.dims)
 
 
-def _data_type(manifest: dict, key: str) -> str:
-    dtype = manifest[key].get("dtype", "float32")
-    if dtype not in _TRITON_TYPES:
-        raise UsageError(f"the artifact's {key} type {dtype} has no Triton mapping here")
-    return _TRITON_TYPES[dtype]
+def _data_type(tensor: TensorSpec) -> str:
+    if tensor.dtype not in _TRITON_TYPES:
+        raise UsageError(f"the artifact's {tensor.name} type {tensor.dtype} has no Triton mapping here")
+    return _TRITON_TYPES[tensor.dtype]
 
 
 def _list(values) -> str:
     return "[ " + ", ".join(str(v) for v in values) + " ]"
 
 
-def render_config(manifest: dict, artifact_name: str, name: str, max_batch: int, opts: TritonOptions,
+def render_config(manifest: Manifest, artifact_name: str, name: str, max_batch: int, opts: TritonOptions,
                   is_plan: bool, labels: bool) -> str:
     """config.pbtxt text (protobuf text format) for one artifact."""
-    in_dims, out_dims = _dims(manifest, "input"), _dims(manifest, "output")
-    pre = manifest.get("preprocess", {})
+    inp, out = manifest.input, manifest.output
+    in_dims, out_dims = _dims(inp, "input"), _dims(out, "output")
     lines = [
-        f"# Written by cnnx {__version__} from {artifact_name} (model {manifest.get('model')}, "
-        f"{manifest.get('precision')}, sha256 {str(manifest.get('artifact_sha256'))[:16]}...).",
-        f"# Clients send NCHW float32 images preprocessed as in 1/model.json: resize the shorter side to "
-        f"{pre.get('resize')} ({pre.get('interpolation')}),",
-        f"# center-crop {pre.get('crop')}, scale to [0, 1], subtract mean {pre.get('mean')}, "
-        f"divide by std {pre.get('std')}.",
-        f'name: "{name}"',
+        f"# Written by cnnx {__version__} from {artifact_name} (model {manifest.model}, "
+        f"{manifest.precision}, sha256 {manifest.artifact_sha256[:16]}...).",
     ]
+    pre = manifest.preprocess
+    if pre is not None:
+        lines += [
+            f"# Clients send NCHW float32 images preprocessed as in 1/model.json: resize the shorter side to "
+            f"{pre.resize} ({pre.interpolation}),",
+            f"# center-crop {pre.crop}, scale to [0, 1], subtract mean {list(pre.mean)}, "
+            f"divide by std {list(pre.std)}.",
+        ]
+    lines.append(f'name: "{name}"')
     if is_plan:
         lines.append('platform: "tensorrt_plan"')
-        capability = engine_compute_capability(manifest)
+        capability = manifest.compute_capability
         # A plan runs only on GPUs of the compute capability it was built for; Triton picks the file by it.
         lines.append(f'cc_model_filenames {{ key: "{capability}" value: "model.plan" }}')
     elif opts.backend == "openvino":
@@ -170,15 +171,15 @@ def render_config(manifest: dict, artifact_name: str, name: str, max_batch: int,
     lines += [
         "input [",
         "  {",
-        f'    name: "{manifest["input"]["name"]}"',
-        f"    data_type: {_data_type(manifest, 'input')}",
+        f'    name: "{inp.name}"',
+        f"    data_type: {_data_type(inp)}",
         f"    dims: {_list(in_dims)}",
         "  }",
         "]",
         "output [",
         "  {",
-        f'    name: "{manifest["output"]["name"]}"',
-        f"    data_type: {_data_type(manifest, 'output')}",
+        f'    name: "{out.name}"',
+        f"    data_type: {_data_type(out)}",
         f"    dims: {_list(out_dims)}{output_extra}",
         "  }",
         "]",
@@ -200,9 +201,9 @@ def render_config(manifest: dict, artifact_name: str, name: str, max_batch: int,
                 f'    name: "{opts.warmup}-batch{batch}"',
                 f"    batch_size: {batch}",
                 "    inputs {",
-                f'      key: "{manifest["input"]["name"]}"',
+                f'      key: "{inp.name}"',
                 "      value {",
-                f"        data_type: {_data_type(manifest, 'input')}",
+                f"        data_type: {_data_type(inp)}",
                 f"        dims: {_list(in_dims)}",
                 f"        {opts.warmup}_data: true",
                 "      }",
@@ -213,7 +214,7 @@ def render_config(manifest: dict, artifact_name: str, name: str, max_batch: int,
     return "\n".join(lines) + "\n"
 
 
-def validate_config(text: str, manifest: dict, name: str, max_batch: int, is_plan: bool,
+def validate_config(text: str, manifest: Manifest, name: str, max_batch: int, is_plan: bool,
                     opts: TritonOptions = TritonOptions()):
     """Parse `text` with Triton's ModelConfig schema and check it against the artifact's manifest."""
     config = parse_config(text)
@@ -227,19 +228,20 @@ def validate_config(text: str, manifest: dict, name: str, max_batch: int, is_pla
         problems.append("backend is not openvino")
     if config.max_batch_size != max_batch:
         problems.append(f"max_batch_size {config.max_batch_size} != {max_batch}")
-    for key, tensors in (("input", config.input), ("output", config.output)):
+    for key, tensors, expected in (("input", config.input, manifest.input), ("output", config.output,
+                                                                               manifest.output)):
         if len(tensors) != 1:
             problems.append(f"{len(tensors)} {key}s instead of 1")
             continue
-        if tensors[0].name != manifest[key]["name"]:
-            problems.append(f"{key} name {tensors[0].name!r} != {manifest[key]['name']!r}")
-        if list(tensors[0].dims) != _dims(manifest, key):
-            problems.append(f"{key} dims {list(tensors[0].dims)} != {_dims(manifest, key)}")
+        if tensors[0].name != expected.name:
+            problems.append(f"{key} name {tensors[0].name!r} != {expected.name!r}")
+        if list(tensors[0].dims) != _dims(expected, key):
+            problems.append(f"{key} dims {list(tensors[0].dims)} != {_dims(expected, key)}")
     if any(size > max_batch for size in config.dynamic_batching.preferred_batch_size):
         problems.append("a preferred batch size exceeds max_batch_size")
     if any(w.batch_size > max_batch for w in config.model_warmup):
         problems.append("a warm-up batch exceeds max_batch_size")
-    if is_plan and dict(config.cc_model_filenames) != {engine_compute_capability(manifest): "model.plan"}:
+    if is_plan and dict(config.cc_model_filenames) != {manifest.compute_capability: "model.plan"}:
         problems.append(f"cc_model_filenames {dict(config.cc_model_filenames)} does not name model.plan")
     if problems:
         raise UsageError(f"the generated config.pbtxt for {name} is inconsistent with its artifact: "
@@ -274,27 +276,24 @@ def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOption
     suffix = artifact.suffix.lower()
     if suffix not in (".onnx", ".plan"):
         raise UsageError(f"'{artifact}' is neither an ONNX model (.onnx) nor a TensorRT plan (.plan)")
-    manifest = read_manifest(artifact)  # refuses a file that does not match its manifest
     is_plan = suffix == ".plan"
+    manifest = read_manifest(artifact, PlanManifest if is_plan else OnnxManifest)  # refuses a modified file
     _check_options(opts, is_plan)
-    name = check_model_name(name if name is not None else f"{manifest.get('model')}-{manifest.get('precision')}")
+    name = check_model_name(name if name is not None else f"{manifest.model}-{manifest.precision}")
     if is_plan:
-        profile_max = engine_max_batch(manifest)
-        if profile_max is None and opts.max_batch is None:
-            raise UsageError(f"the manifest of '{artifact}' records no optimisation profile, so the plan's "
-                             "largest batch is unknown", "pass --max-batch (at most the profile's max batch)")
-        if profile_max is not None and opts.max_batch is not None and opts.max_batch > profile_max:
+        profile_max = manifest.max_batch
+        if opts.max_batch is not None and opts.max_batch > profile_max:
             raise UsageError(f"--max-batch {opts.max_batch} exceeds the plan's profile maximum {profile_max}",
                              f"use --max-batch {profile_max} or less, or rebuild the plan with a larger profile")
         max_batch = opts.max_batch or profile_max
-        if engine_compute_capability(manifest) is None:
+        if manifest.compute_capability is None:
             raise UsageError(f"the manifest of '{artifact}' records no GPU compute capability",
                              "rebuild the plan with this version of cnnx")
     else:
         max_batch = opts.max_batch or DEFAULT_MAX_BATCH
     if opts.preferred_batch and max(opts.preferred_batch) > max_batch:
         raise UsageError(f"a preferred batch size exceeds the max batch {max_batch}")
-    labels = _dims(manifest, "output") == [len(LABELS_FILE.read_text(encoding="utf-8").splitlines())]
+    labels = _dims(manifest.output, "output") == [len(imagenet_labels())]
     text = render_config(manifest, artifact.name, name, max_batch, opts, is_plan, labels)
     validate_config(text, manifest, name, max_batch, is_plan, opts)
     return ModelPlan(artifact=artifact, manifest=manifest, name=name, max_batch=max_batch, config_text=text,
@@ -313,12 +312,12 @@ def write_model(repo: Path, plan: ModelPlan, force: bool = False) -> TritonModel
         version = tmp / VERSION
         version.mkdir()
         shutil.copyfile(plan.artifact, version / plan.file_name)
-        if sha256_file(version / plan.file_name) != plan.manifest["artifact_sha256"]:
+        if sha256_file(version / plan.file_name) != plan.manifest.artifact_sha256:
             raise UsageError(f"the copy of '{plan.artifact}' differs from the original (changed while copying?)",
                              "run the command again")
         shutil.copyfile(manifest_path(plan.artifact), version / "model.json")
         if plan.labels:
-            shutil.copyfile(LABELS_FILE, tmp / LABELS_NAME)
+            (tmp / LABELS_NAME).write_text("\n".join(imagenet_labels()) + "\n", encoding="utf-8")
         (tmp / "config.pbtxt").write_text(plan.config_text, encoding="utf-8")
         if final.exists() or final.is_symlink():  # --force: move the old folder aside, swap, then delete it
             old = Path(tempfile.mkdtemp(dir=repo, prefix=f".{plan.name}.", suffix=".old"))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data import image_files, load_batch, load_image, preprocess, sample_images
+from ..data import image_files, load_batch, load_image, preprocess, sample_images, sample_split
 from ..errors import UsageError
 from ..models.registry import ModelSpec
 
@@ -37,7 +37,6 @@ DEFAULT_CALIB_SIZE = 64
 HOLDOUT_EVERY = 5
 HOLDOUT_MAX = 32
 MIN_HOLDOUT = 2
-SAMPLE_HOLDOUT_NAMES = ("camera.jpg", "coffee.jpg", "gravel.jpg", "rocket.jpg")  # sorted positions 2, 4, 7, 9
 REGION_FRACTIONS = (1.0, 0.8, 0.65, 0.5)
 ANCHORS = ("center", "top-left", "bottom-right", "top-right", "bottom-left")
 CALIB_HINT = ("pass real, representative images: --calib-data DIR (a folder of images), "
@@ -65,13 +64,6 @@ def split_holdout(files: list[Path]) -> tuple[list[Path], list[Path]]:
     held = [f for i, f in enumerate(files) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1][:HOLDOUT_MAX]
     chosen = set(held)
     return [f for f in files if f not in chosen], held
-
-
-def sample_split() -> tuple[list[Path], list[Path]]:
-    """The shipped photos split into (calibration photos, held-out photos)."""
-    photos = sample_images()
-    held = [p for p in photos if p.name in SAMPLE_HOLDOUT_NAMES]
-    return [p for p in photos if p.name not in SAMPLE_HOLDOUT_NAMES], held
 
 
 def augmentations() -> list[tuple[float, str, bool]]:

@@ -1,14 +1,21 @@
-"""Rendering results for people (rich tables) and for CI systems (JUnit XML)."""
+"""Rendering results for people (rich tables), for scripts (JSON) and for CI systems (JUnit XML, CSV, plots)."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
-from .artifacts import atomic_path
-from .verify import CheckResult
+from typing import TYPE_CHECKING
+
+from ..artifacts import atomic_path
+from ..errors import BackendUnavailable
+from .common import console, emit_json, say
+
+if TYPE_CHECKING:
+    from ..check import CheckResult
 
 
 def parity_table(results: list[CheckResult], title: str = "parity against eager PyTorch fp32") -> Table:
@@ -18,7 +25,7 @@ def parity_table(results: list[CheckResult], title: str = "parity against eager 
     for r in results:
         m = r.metrics
         verdict = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
-        table.add_row(Path(r.artifact).name, r.precision, f"{m['max_rel']:.2e}", f"{m['cosine']:.6f}",
+        table.add_row(escape(Path(r.artifact).name), r.precision, f"{m['max_rel']:.2e}", f"{m['cosine']:.6f}",
                       f"{m['sqnr_db']:.1f}", f"{m['top1']:.2f}", f"{m['top5']:.2f}", verdict)
     return table
 
@@ -41,6 +48,40 @@ def write_junit(results: list[CheckResult], path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
+
+
+def render_exports(results, as_json: bool) -> None:
+    """`cnnx export`'s output: the artifacts, their parity, and what happened about TensorRT engines."""
+    engines = [r.engine for r in results if r.engine is not None]
+    if as_json:
+        emit_json({"artifacts": [{"path": str(r.path), "manifest": r.manifest.to_dict()} for r in results],
+                   "tensorrt": [e.to_dict() for e in engines]})
+        return
+    table = Table(title="artifacts")
+    for column in ("file", "precision", "size", "nodes", "kept in float", "parity"):
+        table.add_column(column, justify="right" if column in ("size", "nodes", "kept in float") else "left")
+    for r in results:
+        m = r.manifest
+        details = m.precision_details
+        kept = details.get("fp32_node_count", details.get("float_layers", {}).get("count", "-"))
+        verdict = {True: "[green]PASS[/]", False: "[bold red]FAIL[/]", None: "not checked"}[r.passed]
+        table.add_row(escape(str(r.path)), m.precision, f"{m.artifact_bytes / 2**20:.1f} MiB",
+                      f"{m.nodes['exported']} -> {m.nodes['artifact']}", str(kept), verdict)
+    console.print(table)
+    checked = [r.check for r in results if r.check is not None]
+    if checked:
+        console.print(parity_table(checked))
+        for check in checked:
+            for failure in check.failures:
+                say(f"{check.artifact}: {failure}", style="red")
+    for engine in engines:
+        if engine.built:
+            say(f"TensorRT engine: {engine.plan}")
+        elif engine.command:
+            say(f"TensorRT engine: not built: {engine.reason}. On a machine with an NVIDIA GPU and TensorRT run: "
+                f"{engine.command}")
+            break  # the reason is the same for every artifact
+    say(f"next: cnnx check {' '.join(str(r.path) for r in results)}")
 
 
 def bench_table(report) -> Table:
@@ -96,8 +137,6 @@ def write_bench_plot(report, path: str | Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from .errors import BackendUnavailable
-
         raise BackendUnavailable("--plot needs matplotlib", "pip install matplotlib") from None
     lines: dict[str, list[tuple[int, float]]] = {}
     for c in report.cases:

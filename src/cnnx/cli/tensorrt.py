@@ -1,4 +1,4 @@
-"""CLI commands (registered on cnnx.cli.cli when cli.py imports this module): `cnnx build`, `cnnx doctor`."""
+"""`cnnx build` (a TensorRT plan from an ONNX artifact) and `cnnx doctor` (which backends run here)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import StageProgress, cli, console, emit_json, err_console
+from .common import StageProgress, console, emit_json, err_console, json_option, say
 
 
-@cli.command("build")
+@click.command("build")
 @click.argument("onnx_file", metavar="FILE.onnx")
 @click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch of the profile.")
 @click.option("--opt-batch", type=int, default=None,
@@ -27,18 +27,18 @@ from .cli import StageProgress, cli, console, emit_json, err_console
 @click.option("--version-compatible", is_flag=True,
               help="Let later TensorRT versions of the same major version load the plan; slower.")
 @click.option("--out", "out_dir", default="engines", show_default=True, help="Output folder.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def build_cmd(onnx_file, min_batch, opt_batch, max_batch, workspace_mib, optimization_level, no_timing_cache,
               no_tf32, hardware_compatibility, version_compatible, out_dir, as_json) -> None:
     """Build a strongly typed TensorRT engine (plan + manifest) from a cnnx ONNX artifact.
 
     The precision is the ONNX file's (fp32, fp16 graph or int8 Q/DQ); no precision flags are set.
     Exit 3 when TensorRT or a GPU is missing (the ONNX file is untouched)."""
-    from .backends.tensorrt import build_engine
+    from ..backends.tensorrt.build import build_engine
 
     def warn(message: str) -> None:
         if not as_json:
-            err_console.print(f"[yellow]{message}[/]", highlight=False, markup=False)
+            err_console.print(message, style="yellow", highlight=False, markup=False)
 
     with StageProgress(not as_json) as progress:
         plan, manifest = build_engine(
@@ -47,22 +47,21 @@ def build_cmd(onnx_file, min_batch, opt_batch, max_batch, workspace_mib, optimiz
             tf32=not no_tf32, hardware_compatibility=hardware_compatibility,
             version_compatible=version_compatible, progress=progress, warn=warn)
     if as_json:
-        emit_json({"plan": str(plan), "manifest": manifest})
+        emit_json({"plan": str(plan), "manifest": manifest.to_dict()})
         return
-    profile, trt_info, gpu = manifest["profile"], manifest["tensorrt"], manifest["gpu"]
-    console.print(f"wrote {plan} ({manifest['artifact_bytes'] / 2**20:.1f} MiB) in {manifest['build_seconds']} s",
-                  highlight=False, markup=False)
-    console.print(f"TensorRT {trt_info['version']} on {gpu['name']} (sm {gpu['compute_capability']}), "
-                  f"batch {profile['min_batch']}..{profile['max_batch']} (opt {profile['opt_batch']}), "
-                  f"precision {manifest['precision'] or 'as in the ONNX file'}, "
-                  f"tf32 {'on' if manifest['build_flags']['tf32'] else 'off'}", highlight=False, markup=False)
+    profile, gpu = manifest.profile, manifest.gpu
+    say(f"wrote {plan} ({manifest.artifact_bytes / 2**20:.1f} MiB) in {manifest.build_seconds} s")
+    say(f"TensorRT {manifest.tensorrt['version']} on {gpu['name']} (sm {gpu['compute_capability']}), "
+        f"batch {profile['min_batch']}..{profile['max_batch']} (opt {profile['opt_batch']}), "
+        f"precision {manifest.precision or 'as in the ONNX file'}, "
+        f"tf32 {'on' if manifest.build_flags['tf32'] else 'off'}")
 
 
-@cli.command("doctor")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.command("doctor")
+@json_option
 def doctor_cmd(as_json: bool) -> None:
     """Which backends can run on this machine and, for each that cannot, why."""
-    from .doctor import doctor_report
+    from ..backends.doctor import doctor_report
 
     report = doctor_report()
     if as_json:
@@ -86,7 +85,7 @@ def doctor_cmd(as_json: bool) -> None:
     lines.append(f"tensorrt {trt['version']}" if trt["version"] else
                  ("tensorrt installed but not importable" if trt["installed"] else "tensorrt not installed"))
     for line in lines:
-        console.print(line, highlight=False, markup=False)
+        say(line)
     table = Table(title="backends")
     table.add_column("backend")
     table.add_column("usable")

@@ -1,39 +1,24 @@
-"""CLI commands (registered on cnnx.cli.cli when cli.py imports this module): predict, triton."""
+"""`cnnx predict` (classify images with an artifact) and `cnnx triton` (a Triton model repository)."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import cli, console, emit_json, err_console
-from .errors import CnnxError
+from ..backends import BACKENDS
+from ..deploy.triton import ONNX_BACKENDS as TRITON_ONNX_BACKENDS
+from ..errors import CnnxError
+from .common import console, emit_json, err_console, json_option, say
 
 PREDICT_BATCH = 32
 
 
-@contextlib.contextmanager
-def _plain_errors():
-    """Report a CnnxError like the cli group does, but with rich markup escaped: messages and hints here
-    carry file names and `pip install 'cnnx[triton]'`, whose brackets rich would take for markup tags."""
-    try:
-        yield
-    except CnnxError as exc:
-        ctx = click.get_current_context()
-        if ctx.find_root().params.get("debug"):
-            raise
-        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
-        if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", markup=True, highlight=False)
-        ctx.exit(exc.exit_code)
-
-
 def _expand_images(paths: tuple[Path, ...]) -> list[Path]:
     """IMAGE arguments: files as given; a folder stands for the image files in it."""
-    from .data import IMAGE_SUFFIXES
+    from ..data import IMAGE_SUFFIXES
 
     files: list[Path] = []
     for path in paths:
@@ -45,15 +30,15 @@ def _expand_images(paths: tuple[Path, ...]) -> list[Path]:
     return files
 
 
-@cli.command("predict")
+@click.command("predict")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="Labels per image.")
-@click.option("--backend", type=click.Choice(["onnxruntime", "openvino", "tensorrt"]), default=None,
-              help="Inference backend: onnxruntime (default for .onnx), openvino, tensorrt (.plan).")
+@click.option("--backend", type=click.Choice([n for n, b in BACKENDS.items() if b.runs_artifacts]), default=None,
+              help="Inference backend: onnxruntime (default for .onnx), openvino, tensorrt (.plan), ...")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Intra-op threads of the backend.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def predict_cmd(artifact: Path, images: tuple[Path, ...], topk: int, backend: str | None, threads: int | None,
                 as_json: bool) -> None:
     """Top-k ImageNet labels and probabilities for each IMAGE (files or folders), using the model's own
@@ -63,10 +48,9 @@ def predict_cmd(artifact: Path, images: tuple[Path, ...], topk: int, backend: st
     and the others still run. Exit code 0 when every image was classified, 2 when any failed."""
     import numpy as np
 
-    from .runtime import load
+    from ..runtime import load
 
-    with _plain_errors():
-        predictor = load(artifact, backend, threads=threads)
+    predictor = load(artifact, backend, threads=threads)
     files = _expand_images(images)
     # one entry per IMAGE (duplicates included): its input tensor, its predictions, or its error
     inputs: dict[int, np.ndarray] = {}
@@ -128,12 +112,12 @@ def _batch_list(text: str | None) -> tuple[int, ...] | None:
         raise click.BadParameter(f"'{text}' is not a comma-separated list of integers") from None
 
 
-@cli.command("triton")
+@click.command("triton")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--repo", "repo", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Model repository folder (created if missing).")
 @click.option("--name", default=None, help="Model name (one artifact only). Default: <model>-<precision>.")
-@click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
+@click.option("--backend", type=click.Choice(TRITON_ONNX_BACKENDS), default="onnxruntime",
               show_default=True, help="Triton backend for ONNX artifacts (plans always use TensorRT).")
 @click.option("--max-batch", type=click.IntRange(1), default=None,
               help="max_batch_size. Default: 32 for ONNX, the profile's maximum for a TensorRT plan.")
@@ -149,7 +133,7 @@ def _batch_list(text: str | None) -> tuple[int, ...] | None:
 @click.option("--warmup", type=click.Choice(["random", "zero", "none"]), default="random", show_default=True,
               help="Warm-up data Triton runs through the model at load (batch 1 and the max batch).")
 @click.option("--force", is_flag=True, help="Replace an existing model folder of the same name.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def triton_cmd(artifacts: tuple[Path, ...], repo: Path, name: str | None, backend: str, max_batch: int | None,
                preferred_batch: str | None, queue_delay_us: int, instances: int, kind: str, warmup: str,
                force: bool, as_json: bool) -> None:
@@ -158,13 +142,12 @@ def triton_cmd(artifacts: tuple[Path, ...], repo: Path, name: str | None, backen
 
     Each config is validated against Triton's ModelConfig schema (needs `pip install 'cnnx[triton]'`,
     else exit 3). Each model folder is written atomically; an existing one is kept unless --force."""
-    from .deploy.triton import TritonOptions, add_to_repository
+    from ..deploy.triton import TritonOptions, add_to_repository
 
     opts = TritonOptions(backend=backend, max_batch=max_batch, instances=instances, kind=kind,
                          queue_delay_us=queue_delay_us, preferred_batch=_batch_list(preferred_batch),
                          warmup=warmup)
-    with _plain_errors():
-        models = add_to_repository(artifacts, repo, name=name, opts=opts, force=force)
+    models = add_to_repository(artifacts, repo, name=name, opts=opts, force=force)
     if as_json:
         emit_json({"repository": str(repo), "models": [m.to_dict() for m in models]})
         return
@@ -175,8 +158,8 @@ def triton_cmd(artifacts: tuple[Path, ...], repo: Path, name: str | None, backen
         table.add_row(m.name + (" (replaced)" if m.replaced else ""), m.platform, str(m.max_batch),
                       ", ".join(m.files))
     console.print(table)
-    console.print("serve: docker run --rm -p8000:8000 -p8001:8001 -p8002:8002 "
-                  f"-v {repo.resolve()}:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 "
-                  "tritonserver --model-repository=/models", highlight=False, markup=False)
+    say("serve: docker run --rm -p8000:8000 -p8001:8001 -p8002:8002 "
+        f"-v {repo.resolve()}:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 "
+        "tritonserver --model-repository=/models")
     for m in models:
-        console.print(f"measure: {m.perf_command}", highlight=False, markup=False)
+        say(f"measure: {m.perf_command}")

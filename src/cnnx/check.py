@@ -10,10 +10,12 @@ import numpy as np
 from torch import nn
 
 from . import parity
-from .artifacts import read_manifest
+from .backends import artifact_runner
+from .backends.base import Runner
 from .backends.torch import TorchRunner
-from .data import image_files, load_batch, sample_images
+from .data import image_files, load_batch, sample_images, sample_split
 from .errors import UsageError
+from .manifest import OnnxManifest, read_manifest
 from .models.registry import ModelSpec, get_spec
 from .weights import create_model
 
@@ -76,44 +78,50 @@ def compare_runner(data: CheckData, runner, thresholds: parity.Thresholds) -> tu
     return parity.judge(metrics, thresholds), metrics, per_batch
 
 
-def eager_model_for(manifest: dict, weights: str | Path | None = None) -> nn.Module:
-    """Rebuild the eager model an artifact was exported from, as its manifest describes it."""
-    source = manifest.get("weights", {})
-    if weights is None and source.get("source") == "checkpoint":
-        weights = source.get("path")
+def eager_model(model: str, weights_info: dict, weights: str | Path | None = None) -> nn.Module:
+    """Rebuild the eager model an artifact was exported from, as its manifest's `weights` entry describes it
+    (a checkpoint path or a seed); `weights` overrides the checkpoint."""
+    if weights is None and weights_info.get("source") == "checkpoint":
+        weights = weights_info.get("path")
         if not weights or not Path(weights).is_file():
             raise UsageError(f"the checkpoint this artifact was exported from ('{weights}') is not there",
                              "pass it with --weights PATH")
-    return create_model(manifest["model"], weights=weights, seed=source.get("seed", 0))
+    return create_model(model, weights=weights, seed=weights_info.get("seed", 0))
 
 
-def check_artifact(path: str | Path, *, images: str | Path | None = None, weights: str | Path | None = None,
-                   thresholds: parity.Thresholds | None = None, data: CheckData | None = None,
-                   backend: str = "onnxruntime", threads: int | None = None) -> CheckResult:
-    """Check one artifact on `backend` against its eager model. `data` (from check_data) may be passed in
-    by a caller that already has the eager outputs, e.g. export checking several precisions of one model.
+def reference_data(model: nn.Module, spec: ModelSpec, precision: str,
+                   images: str | Path | None = None) -> CheckData:
+    """The inputs an artifact of `precision` is judged on, with the eager outputs. int8 artifacts are judged
+    on photos only, never on calibration images: without --images, on the shipped photos that "samples"
+    calibration holds out (the others were never used for calibration)."""
+    if precision == "int8":
+        return check_data(model, spec, images, photos=sample_split()[1], random_inputs=0)
+    return check_data(model, spec, images)
 
-    int8 artifacts are judged on photos only, never on calibration images: without --images, on the
-    shipped photos that "samples" calibration holds out (the others were never used for calibration)."""
-    from .backends import artifact_runner
 
+def check_runner(runner: Runner, data: CheckData, *, artifact: str, model: str, precision: str,
+                 thresholds: parity.Thresholds | None = None) -> CheckResult:
+    """Judge `runner` (an artifact on some backend) against the eager outputs in `data`."""
     start = time.perf_counter()
-    path = Path(path)
-    manifest = read_manifest(path)
-    spec = get_spec(manifest["model"])
-    precision = manifest["precision"]
     limits = thresholds or parity.DEFAULT_THRESHOLDS[precision]
-    if data is None:
-        eager = eager_model_for(manifest, weights)
-        if precision == "int8":
-            from .export.calibration import sample_split
-
-            data = check_data(eager, spec, images, photos=sample_split()[1], random_inputs=0)
-        else:
-            data = check_data(eager, spec, images)
-    runner = artifact_runner(backend, path, threads=threads)
     failures, metrics, per_batch = compare_runner(data, runner, limits)
-    return CheckResult(artifact=str(path), model=spec.name, precision=precision, backend=runner.backend,
+    return CheckResult(artifact=artifact, model=model, precision=precision, backend=runner.backend,
                        passed=not failures, metrics=metrics, thresholds=limits.to_dict(), failures=failures,
                        batch_sizes=[1, len(data.inputs)], inputs=data.described, per_batch=per_batch,
                        seconds=round(time.perf_counter() - start, 2))
+
+
+def check_artifact(path: str | Path, *, images: str | Path | None = None, weights: str | Path | None = None,
+                   thresholds: parity.Thresholds | None = None, backend: str = "onnxruntime",
+                   threads: int | None = None) -> CheckResult:
+    """Check one exported artifact on `backend` against the eager model its manifest describes."""
+    start = time.perf_counter()
+    path = Path(path)
+    manifest = read_manifest(path, OnnxManifest)
+    spec = get_spec(manifest.model)
+    data = reference_data(eager_model(spec.name, manifest.weights, weights), spec, manifest.precision, images)
+    runner = artifact_runner(backend, path, threads=threads)
+    result = check_runner(runner, data, artifact=str(path), model=spec.name, precision=manifest.precision,
+                          thresholds=thresholds)
+    result.seconds = round(time.perf_counter() - start, 2)
+    return result

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models.registry import ModelSpec
-from .weights import aux_head_names
+from .registry import ModelSpec
+from ..weights import aux_head_names
 
 
 def stage_shapes(model: nn.Module, spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:

@@ -1,0 +1,286 @@
+"""ONNX artifact -> strongly typed TensorRT plan + PlanManifest (`cnnx build`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ...artifacts import atomic_path, prepare_output_dir, sha256_file, tool_versions, utc_now
+from ...errors import BackendUnavailable, UsageError
+from ...manifest import OnnxManifest, PlanManifest, TensorSpec, manifest_path, read_manifest, write_manifest
+from . import major_version, require_tensorrt, unavailable_reason
+from .plan import (DEFAULT_OUT_DIR, HARDWARE_COMPAT, make_profile, plan_filename, read_timing_cache,
+                   timing_cache_path, write_timing_cache)
+
+Progress = Callable[[str], None]
+
+BUILD_DEFAULTS = {"min_batch": 1, "opt_batch": None, "max_batch": 32, "workspace_mib": None,
+                  "optimization_level": 3, "timing_cache": True, "tf32": True, "hardware_compatibility": None,
+                  "version_compatible": False, "out_dir": DEFAULT_OUT_DIR}
+
+
+def build_command(onnx_path: str | Path, **options) -> str:
+    """The `cnnx build` command line that reproduces a build with these options (defaults omitted)."""
+    opts = {**BUILD_DEFAULTS, **{k: v for k, v in options.items() if k in BUILD_DEFAULTS}}
+    parts = ["cnnx", "build", str(onnx_path)]
+    if opts["min_batch"] != 1:
+        parts += ["--min-batch", str(opts["min_batch"])]
+    if opts["opt_batch"] is not None:
+        parts += ["--opt-batch", str(opts["opt_batch"])]
+    if opts["max_batch"] != 32:
+        parts += ["--max-batch", str(opts["max_batch"])]
+    if opts["workspace_mib"] is not None:
+        parts += ["--workspace", str(opts["workspace_mib"])]
+    if opts["optimization_level"] != 3:
+        parts += ["--opt-level", str(opts["optimization_level"])]
+    if not opts["timing_cache"]:
+        parts.append("--no-timing-cache")
+    if not opts["tf32"]:
+        parts.append("--no-tf32")
+    if opts["hardware_compatibility"]:
+        parts += ["--hardware-compat", str(opts["hardware_compatibility"])]
+    if opts["version_compatible"]:
+        parts.append("--version-compatible")
+    if str(opts["out_dir"]) != DEFAULT_OUT_DIR:
+        parts += ["--out", str(opts["out_dir"])]
+    return " ".join(parts)
+
+
+def format_parser_errors(errors: list[dict]) -> str:
+    """One line per ONNX parser error: node index, name and operator where TensorRT reports them."""
+    lines = []
+    for e in errors:
+        where = []
+        if e.get("node", -1) is not None and e.get("node", -1) >= 0:
+            where.append(f"node {e['node']}")
+        if e.get("node_name"):
+            where.append(f"'{e['node_name']}'")
+        if e.get("node_operator"):
+            where.append(f"({e['node_operator']})")
+        prefix = " ".join(where) + ": " if where else ""
+        code = f"[{e['code']}] " if e.get("code") else ""
+        lines.append(f"{prefix}{code}{e.get('desc', '?')}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class OnnxSource:
+    path: Path
+    model: str
+    precision: str | None
+    input_name: str
+    input_shape: list
+    manifest: OnnxManifest | None
+    sha256: str
+
+
+def describe_onnx(onnx_path: str | Path) -> OnnxSource:
+    """Model, precision and input of an ONNX file: from its cnnx manifest when it has one (checked against the
+    file's bytes), else from the file itself with the file stem as the model name."""
+    import onnx
+
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise UsageError(f"ONNX file '{path}' does not exist", "export one first: cnnx export MODEL")
+    manifest = read_manifest(path, OnnxManifest) if manifest_path(path).is_file() else None
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise UsageError(f"'{path}' is not a readable ONNX file ({exc.__class__.__name__}: {str(exc)[:200]})",
+                         "re-export it") from None
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise UsageError(f"'{path}' has {len(inputs)} graph inputs; cnnx engines take exactly one image tensor")
+    dims = []
+    for d in inputs[0].type.tensor_type.shape.dim:
+        dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or -1))
+    model = manifest.model if manifest else path.stem
+    precision = manifest.precision if manifest else None
+    sha = manifest.artifact_sha256 if manifest else sha256_file(path)
+    return OnnxSource(path, model, precision, inputs[0].name, dims, manifest, sha)
+
+
+def make_logger(trt, echo: Callable[[str], None] | None = None):
+    """A TensorRT logger that keeps errors for our messages and sends warnings to `echo`, never to stdout
+    (trt.Logger prints to stdout, which would corrupt --json output)."""
+
+    class CollectingLogger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+            self.lock = threading.Lock()
+
+        def log(self, severity, msg):
+            level = int(severity)
+            if level <= int(trt.ILogger.ERROR):
+                with self.lock:
+                    self.errors.append(str(msg))
+            if echo is not None and level <= int(trt.ILogger.WARNING):
+                echo(f"TensorRT: {msg}")
+
+    return CollectingLogger()
+
+
+def make_progress_monitor(trt, progress: Progress):
+    """Build progress through IProgressMonitor (TensorRT >= 10.0): reports top-level phases and steps."""
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class PhaseMonitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.steps: dict[str, int] = {}
+            self.parents: dict[str, str | None] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.steps[phase_name] = num_steps
+            self.parents[phase_name] = parent_phase
+            if parent_phase is None:
+                progress(f"building engine: {phase_name}")
+
+        def step_complete(self, phase_name, step):
+            if self.parents.get(phase_name) is None:
+                progress(f"building engine: {phase_name} {step + 1}/{self.steps.get(phase_name, '?')}")
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            self.steps.pop(phase_name, None)
+
+    return PhaseMonitor()
+
+
+def build_engine(onnx_path: str | Path, *, out_dir: str | Path = DEFAULT_OUT_DIR, min_batch: int = 1,
+                 opt_batch: int | None = None, max_batch: int = 32, workspace_mib: int | None = None,
+                 optimization_level: int = 3, timing_cache: bool = True, tf32: bool = True,
+                 hardware_compatibility: str | None = None, version_compatible: bool = False,
+                 progress: Progress = lambda stage: None,
+                 warn: Callable[[str], None] | None = None) -> tuple[Path, PlanManifest]:
+    """Build a strongly typed TensorRT plan from an ONNX artifact. Returns (plan path, manifest).
+
+    Writes `<out_dir>/<model>-<precision>-b<min>-<max>.plan` and its manifest `<same stem>.json` beside it,
+    both atomically; the plan file holds TensorRT's bytes only. Inputs are validated (exit 2) before TensorRT
+    availability is checked (exit 3)."""
+    source = describe_onnx(onnx_path)
+    profile_spec = make_profile(source.input_name, source.input_shape, min_batch, opt_batch, max_batch)
+    validate_build_options(workspace_mib, optimization_level, hardware_compatibility)
+    options = {"min_batch": min_batch, "opt_batch": opt_batch, "max_batch": max_batch,
+               "workspace_mib": workspace_mib, "optimization_level": optimization_level,
+               "timing_cache": timing_cache, "tf32": tf32, "hardware_compatibility": hardware_compatibility,
+               "version_compatible": version_compatible, "out_dir": str(out_dir)}
+    reason = unavailable_reason()
+    if reason:
+        raise BackendUnavailable(f"cannot build a TensorRT engine here: {reason}",
+                                 f"on a machine with an NVIDIA GPU and TensorRT, run: "
+                                 f"{build_command(source.path, **options)} (the ONNX file is kept)")
+    trt = require_tensorrt()
+    from ...hardware import gpu_info
+
+    out = prepare_output_dir(out_dir)
+    gpu = gpu_info() or {}
+    trt_version = str(trt.__version__)
+    start = time.perf_counter()
+
+    progress(f"parsing {source.path.name}")
+    logger = make_logger(trt, warn)
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly_typed is not None and major_version(trt_version) < 11:  # opt-in on 10.x; always on (deprecated) in 11
+        flags |= 1 << int(strongly_typed)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(source.path)):
+        errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise UsageError(f"TensorRT's ONNX parser rejected '{source.path}' ({len(errors)} error(s)):\n"
+                         + format_parser_errors(errors),
+                         "the named node uses an operator or data type this TensorRT cannot parse; "
+                         "re-export with another opset, or check the Q/DQ recipe for int8")
+
+    config = builder.create_builder_config()
+    if workspace_mib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    config.builder_optimization_level = int(optimization_level)
+    if not tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if hardware_compatibility == "ampere+":
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    elif hardware_compatibility == "same-cc":
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    monitor = make_progress_monitor(trt, progress)
+    if monitor is not None:
+        config.progress_monitor = monitor
+
+    cache_file = timing_cache_path(out, trt_version, gpu.get("compute_capability", "unknown"))
+    cache_reused = False
+    if timing_cache:
+        previous = read_timing_cache(cache_file)
+        cache = config.create_timing_cache(previous)
+        cache_reused = config.set_timing_cache(cache, False) and bool(previous)
+        if previous and not cache_reused:  # written by another TensorRT/GPU: start afresh, overwrite later
+            config.set_timing_cache(config.create_timing_cache(b""), False)
+
+    profile = builder.create_optimization_profile()
+    lo, opt, hi = profile_spec.shapes()
+    profile.set_shape(profile_spec.input_name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+
+    progress("building engine (kernel timing can take minutes)")
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        detail = "; ".join(logger.errors[-3:]) or "see TensorRT's log above"
+        raise UsageError(f"TensorRT failed to build an engine from '{source.path}': {detail}",
+                         "try --workspace with more MiB, or a lower --opt-level; run with --debug for details")
+    build_seconds = round(time.perf_counter() - start, 2)
+
+    plan_path = out / plan_filename(source.model, source.precision, min_batch, max_batch)
+    with atomic_path(plan_path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(memoryview(plan))
+    if timing_cache:
+        write_timing_cache(cache_file, memoryview(config.get_timing_cache().serialize()))
+
+    manifest = PlanManifest(
+        artifact=plan_path.name, artifact_sha256=sha256_file(plan_path), artifact_bytes=plan_path.stat().st_size,
+        model=source.model, precision=source.precision,
+        source={"onnx": str(source.path), "onnx_sha256": source.sha256,
+                "onnx_manifest": str(manifest_path(source.path)) if source.manifest else None},
+        input=TensorSpec(profile_spec.input_name, ("batch", *profile_spec.dims)),
+        output=source.manifest.output if source.manifest else None,
+        preprocess=source.manifest.preprocess if source.manifest else None,
+        profile=profile_spec.to_dict(),
+        tensorrt={"version": trt_version, "strongly_typed": True},
+        gpu={"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability"),
+             "cuda": gpu.get("cuda"), "driver": gpu.get("driver")},
+        build_flags={"workspace_mib": workspace_mib, "optimization_level": optimization_level,
+                     "tf32": tf32, "hardware_compatibility": hardware_compatibility,
+                     "version_compatible": version_compatible, "precision_flags": "none (strongly typed)"},
+        timing_cache={"used": timing_cache, "path": str(cache_file) if timing_cache else None,
+                      "reused": cache_reused},
+        build_seconds=build_seconds, rebuild_command=build_command(source.path, **options),
+        tools=tool_versions(), created=utc_now())
+    write_manifest(plan_path, manifest)
+    return plan_path, manifest
+
+
+def validate_build_options(workspace_mib: int | None, optimization_level: int,
+                           hardware_compatibility: str | None) -> None:
+    if workspace_mib is not None and workspace_mib < 1:
+        raise UsageError(f"--workspace must be a positive number of MiB, got {workspace_mib}")
+    if not 0 <= optimization_level <= 5:
+        raise UsageError(f"--opt-level must be 0..5 (TensorRT's builder optimization level), "
+                         f"got {optimization_level}")
+    if hardware_compatibility not in (None, *HARDWARE_COMPAT):
+        raise UsageError(f"unknown hardware compatibility '{hardware_compatibility}'",
+                         f"choose from {', '.join(HARDWARE_COMPAT)}")
+
+
+def _parser_error(parser_error) -> dict:
+    """The fields of one ParserError (all bound in 10.x and 11.x): description, code, node index/name/op."""
+    return {"desc": str(parser_error.desc()), "code": str(parser_error.code()), "node": int(parser_error.node()),
+            "node_name": str(parser_error.node_name()), "node_operator": str(parser_error.node_operator())}

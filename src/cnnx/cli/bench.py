@@ -1,0 +1,75 @@
+"""`cnnx bench`: latency and throughput across backends, side by side."""
+
+from __future__ import annotations
+
+import click
+
+from ..backends import PRECISIONS
+from ..backends import names as backend_names
+from ..errors import BackendUnavailable, UsageError
+from .common import StageProgress, console, emit_json, json_option, parse_list, say
+
+
+@click.command("bench")
+@click.argument("target")
+@click.option("--backends", default=None,
+              help=f"Comma-separated: {','.join(backend_names())} "
+                   "(default: every backend, unusable ones listed with the reason).")
+@click.option("--precision", default=",".join(PRECISIONS), show_default=True, help="Comma-separated precisions.")
+@click.option("--batch", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--threads", type=int, default=None, help="CPU threads for every backend (default: all cores).")
+@click.option("--warmup-ms", type=float, default=200, show_default=True, help="Time-based warm-up per case.")
+@click.option("--duration", type=float, default=3.0, show_default=True, help="Minimum timed seconds per case.")
+@click.option("--min-iters", type=int, default=10, show_default=True, help="Minimum timed iterations per case.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Device of the PyTorch backends.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint to load (MODEL targets).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", default="export", show_default=True,
+              help="Where ONNX artifacts are found or exported.")
+@click.option("--calib-data", default="samples", show_default=True,
+              help="Calibration data used if an int8 artifact must be exported.")
+@json_option
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Also write a CSV here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a PNG plot (latency vs batch) here.")
+def bench_cmd(target, backends, precision, batch, threads, warmup_ms, duration, min_iters, device, weights, seed,
+              out_dir, calib_data, as_json, csv_path, plot_path) -> None:
+    """Measure latency and throughput of MODEL (or one ARTIFACT) across backends, side by side."""
+    from ..bench.suite import run_bench
+    from ..hardware import describe
+    from .render import bench_table, write_bench_csv, write_bench_plot
+
+    chosen = parse_list(backends, backend_names(), "backend") if backends else None
+    precisions = parse_list(precision, PRECISIONS, "precision")
+    try:
+        batches = tuple(int(b) for b in batch.split(",") if b.strip())
+    except ValueError:
+        raise UsageError(f"--batch must be comma-separated integers, got '{batch}'") from None
+    if not batches or min(batches) < 1:
+        raise UsageError(f"--batch needs positive sizes, got '{batch}'")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("--device cuda: no CUDA GPU is visible to PyTorch on this machine")
+    export_kwargs = {"calib_data": calib_data} if "int8" in precisions else {}
+    with StageProgress(not as_json) as progress:
+        report = run_bench(target, backends=chosen, precisions=precisions, batches=batches, threads=threads,
+                           warmup_ms=warmup_ms, duration_s=duration, min_iters=min_iters, device=device,
+                           out_dir=out_dir, weights=weights, seed=seed, export_kwargs=export_kwargs,
+                           progress=progress)
+    if csv_path:
+        write_bench_csv(report, csv_path)
+    if plot_path:
+        write_bench_plot(report, plot_path)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    console.print(bench_table(report))
+    say(f"machine: {describe(report.machine)}")
+    for case in report.cases:
+        if case.status != "ok" and case.batch == batches[0]:
+            say(f"not run: {case.backend} {case.precision}: {case.reason}")
+        elif case.latency and case.latency["unstable"]:
+            say(f"warning: {case.backend} {case.precision} batch {case.batch}: latency CoV "
+                f"{case.latency['cov_pct']:.1f}% > 2.5%, the machine was busy or clocks varied")

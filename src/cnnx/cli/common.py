@@ -1,0 +1,93 @@
+"""What every command module shares: the consoles, JSON output, progress, option parsing helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from ..errors import UsageError
+
+# Rich wraps at 80 columns when output is not a terminal; tables of model names need more.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def say(text: str, **style) -> None:
+    """Print plain text (file names, commands) on stdout: no markup, no highlighting."""
+    console.print(text, highlight=False, markup=False, **style)
+
+
+class StageProgress:
+    """A spinner on stderr naming the current stage (stdout stays clean for --json)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and err_console.is_terminal
+        self.status = err_console.status("") if self.enabled else None
+        self.quiet = not enabled
+
+    def __enter__(self):
+        if self.status:
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.status:
+            self.status.__exit__(*exc)
+
+    def __call__(self, stage: str) -> None:
+        if self.status:
+            self.status.update(stage)
+        elif not self.quiet:
+            err_console.print(f"- {stage}", style="dim", highlight=False, markup=False)
+
+
+def json_option(fn):
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)
+
+
+def threshold_options(fn):
+    """Options that override the default parity thresholds of every artifact checked."""
+    for flag, help_text in (
+        ("--max-rel", "Fail when max |diff| / max |reference| exceeds this."),
+        ("--min-cosine", "Fail when the lowest per-sample cosine similarity is below this."),
+        ("--min-sqnr", "Fail when SQNR (dB) is below this."),
+        ("--min-top1", "Fail when top-1 agreement (0..1) is below this."),
+        ("--min-top5", "Fail when top-5 overlap (0..1) is below this."),
+    ):
+        fn = click.option(flag, type=float, default=None, help=help_text)(fn)
+    return fn
+
+
+def thresholds_from(options: dict, precision: str):
+    """The default thresholds of `precision`, with any command-line overrides applied (None: no override)."""
+    from dataclasses import replace
+
+    from ..parity import DEFAULT_THRESHOLDS
+
+    overrides = {"max_rel": options.get("max_rel"), "min_cosine": options.get("min_cosine"),
+                 "min_sqnr_db": options.get("min_sqnr"), "min_top1": options.get("min_top1"),
+                 "min_top5": options.get("min_top5")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return replace(DEFAULT_THRESHOLDS[precision], **overrides) if overrides else None
+
+
+def parse_list(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A comma-separated choice list, duplicates dropped; unknown or no entries are a UsageError."""
+    items = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    unknown = [x for x in items if x not in allowed]
+    if unknown or not items:
+        raise UsageError(f"unknown {what} {', '.join(unknown) or '(none given)'}", f"choose from {', '.join(allowed)}")
+    return items
+
+
+def parse_precisions(fp16: bool, precision: str | None, int8: bool = False) -> tuple[str, ...]:
+    chosen = [p.strip() for p in (precision or "").split(",") if p.strip()]
+    chosen += ["fp16"] * fp16 + ["int8"] * int8
+    return tuple(dict.fromkeys(chosen)) or ("fp32",)

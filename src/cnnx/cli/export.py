@@ -1,0 +1,140 @@
+"""`cnnx export` and `cnnx check`: artifacts and their parity against eager PyTorch."""
+
+from __future__ import annotations
+
+import click
+
+from ..backends import names as backend_names
+from ..errors import CheckFailed, UsageError
+from .common import (StageProgress, console, emit_json, json_option, parse_precisions, say, threshold_options,
+                     thresholds_from)
+
+
+@click.command("export")
+@click.argument("name")
+@click.option("--fp16", is_flag=True, help="Write the fp16 variant (fp32 inputs/outputs).")
+@click.option("--precision", default=None, help="Comma-separated precisions to write, e.g. fp32,fp16.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="A torchvision/timm state-dict file (.pth/.safetensors) to load.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation without --weights.")
+@click.option("--out", "out_dir", default="export", show_default=True, help="Output folder.")
+@click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset.")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
+@click.option("--no-check", is_flag=True, help="Skip the parity check against eager PyTorch.")
+@click.option("--images", type=click.Path(), default=None, help="Folder of images for the parity check.")
+@click.option("--int8", "int8_flag", is_flag=True, help="Write the int8 Q/DQ variant (needs --calib-data).")
+@click.option("--calib-data", default=None,
+              help="INT8 calibration data: an image folder, FILE.npy/.npz (preprocessed NCHW), 'samples' "
+                   "(the shipped photos) or 'random' (noise; explicit only).")
+@click.option("--calib-size", type=int, default=64, show_default=True, help="Calibration tensors to use.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True)
+@click.option("--int8-target", type=click.Choice(["tensorrt", "cpu"]), default=None,
+              help="Q/DQ form: tensorrt (symmetric int8) or cpu (uint8 activations, ONNX Runtime's fast path). "
+                   "Default: cpu with --target onnx, else tensorrt.")
+@click.option("--int8-exclude", default=None,
+              help="'auto' (keep the most harmful layers in float until 30 dB SQNR) or NODE,NODE,...")
+@click.option("--recalibrate", is_flag=True, help="Ignore the calibration cache.")
+@click.option("--target", type=click.Choice(["auto", "tensorrt", "onnx"]), default="auto", show_default=True,
+              help="auto: also build a TensorRT engine when TensorRT and a GPU are usable; tensorrt: require it.")
+@click.option("--max-batch", type=int, default=32, show_default=True, help="TensorRT profile's largest batch.")
+@json_option
+@threshold_options
+def export_cmd(name, fp16, precision, weights, seed, out_dir, opset, no_simplify, no_check, images, int8_flag,
+               calib_data, calib_size, calib_method, int8_target, int8_exclude, recalibrate, target, max_batch,
+               as_json, **limits) -> None:
+    """Export MODEL to ONNX (dynamic batch), simplified, in fp32/fp16/int8, with a parity check, and a
+    TensorRT engine where TensorRT and a GPU are usable."""
+    from ..export.pipeline import ExportOptions, export_model
+    from ..models.registry import get_spec
+
+    get_spec(name)  # fail fast on a typo, before any work
+    precisions = parse_precisions(fp16, precision, int8_flag)
+    exclude = int8_exclude if int8_exclude in (None, "auto") else [n.strip() for n in int8_exclude.split(",")]
+    options = ExportOptions(
+        name, precisions=precisions, out_dir=out_dir, weights=weights, seed=seed, opset=opset,
+        simplify=not no_simplify, check=not no_check, images=images,
+        thresholds={p: thresholds_from(limits, p) for p in precisions}, calib_data=calib_data,
+        calib_size=calib_size, calib_method=calib_method, int8_target=int8_target, int8_exclude=exclude,
+        recalibrate=recalibrate, target=target, max_batch=max_batch)
+    with StageProgress(not as_json) as progress:
+        results = export_model(options, progress)
+    from .render import render_exports
+
+    render_exports(results, as_json)
+    if any(r.passed is False for r in results):
+        raise CheckFailed("parity check failed for " + ", ".join(str(r.path) for r in results if r.passed is False),
+                          "see the metrics above; the artifact is kept and its manifest records the failure")
+
+
+@click.command("check")
+@click.argument("targets", nargs=-1)
+@click.option("--all", "check_all", is_flag=True, help="Export and check every zoo model.")
+@click.option("--precision", default="fp32,fp16", show_default=True,
+              help="Precisions to export and check for MODEL names (files carry their own).")
+@click.option("--images", type=click.Path(), default=None, help="Folder of images (default: shipped photos).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint of the eager reference (default: what the manifest names).")
+@click.option("--backend", type=click.Choice(backend_names(runs=("onnx", "plan"))), default="onnxruntime",
+              show_default=True, help="Where artifacts run (tensorrt builds or reuses a plan from the ONNX file).")
+@json_option
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")
+@threshold_options
+def check_cmd(targets, check_all, precision, images, weights, backend, as_json, junit, **limits) -> None:
+    """Compare artifacts (FILE.onnx) or freshly exported models (MODEL) with eager PyTorch fp32.
+
+    Exit 0 when every artifact passes, 1 when one fails its thresholds."""
+    import tempfile
+    from pathlib import Path
+
+    from ..check import check_artifact
+    from ..export import int8
+    from ..export.pipeline import ExportOptions, export_model
+    from ..manifest import OnnxManifest, read_manifest
+    from ..models.registry import get_spec, list_models
+
+    names = [s.name for s in list_models()] if check_all else []
+    files = []
+    for target in targets:
+        if target.endswith(".onnx") or Path(target).exists():
+            files.append(target)
+        else:
+            names.append(get_spec(target).name)  # unknown names fail here, before any work
+    if not files and not names:
+        raise UsageError("nothing to check", "name artifacts (FILE.onnx), models, or pass --all")
+    if images is not None:
+        from ..data import image_files
+
+        image_files(images)  # a bad folder fails before any export
+    precisions = parse_precisions(False, precision)
+    results = []
+    with StageProgress(not as_json) as progress, tempfile.TemporaryDirectory(prefix="cnnx-check-") as tmp:
+        for f in files:
+            progress(f"checking {f}")
+            file_precision = read_manifest(f, OnnxManifest).precision
+            results.append(check_artifact(f, images=images, weights=weights, backend=backend,
+                                          thresholds=thresholds_from(limits, file_precision)))
+        for name in names:  # int8 variants of MODEL names are calibrated on the shipped photos
+            on_ort = backend == "onnxruntime"
+            options = ExportOptions(name, precisions=precisions, out_dir=tmp, images=images, check=on_ort,
+                                    thresholds={p: thresholds_from(limits, p) for p in precisions},
+                                    calib_data="samples" if "int8" in precisions else None, target="onnx",
+                                    int8_target=int8.DEFAULT_TARGET)
+            results += [r.check if on_ort else
+                        check_artifact(r.path, images=images, backend=backend,
+                                       thresholds=thresholds_from(limits, r.manifest.precision))
+                        for r in export_model(options, progress)]
+    from .render import parity_table, write_junit
+
+    if junit:
+        write_junit(results, junit)
+    if as_json:
+        emit_json({"passed": all(r.passed for r in results), "results": [r.to_dict() for r in results]})
+    else:
+        console.print(parity_table(results))
+        for r in results:
+            for failure in r.failures:
+                say(f"{r.artifact}: {failure}", style="red")
+        say(f"{sum(r.passed for r in results)} passed, {sum(not r.passed for r in results)} failed")
+    if not all(r.passed for r in results):
+        raise CheckFailed(f"{sum(not r.passed for r in results)} of {len(results)} artifacts failed parity")

@@ -1,0 +1,219 @@
+"""Typed manifests: the provenance file written beside every artifact, and read back before it is used.
+
+    export/resnet50-fp32.onnx      the artifact
+    export/resnet50-fp32.json      its OnnxManifest: model, precision, input/output, preprocessing, weights,
+                                   nodes, simplification, precision details, parity verdict, tools, timings
+    engines/resnet50-fp16-b1-32.plan / .json   a TensorRT plan and its PlanManifest (profile, TensorRT
+                                   version, GPU, build flags, source ONNX hash)
+
+Each manifest has one writer (export/pipeline.py, backends/tensorrt/build.py) and one reader
+(`read_manifest`), which checks the format version, the kind, every required field and the artifact's
+sha256, so that a damaged, old or mismatched file is refused with a message that says what to do.
+This module needs no torch: the runtime API reads manifests in inference-only installs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Union
+
+from .artifacts import sha256_file, write_json
+from .data import Preprocess
+from .errors import UsageError
+
+FORMAT = "cnnx-manifest/2"
+REEXPORT_HINT = "re-export the artifact with this version of cnnx (cnnx export MODEL)"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output: its name, shape with the symbolic batch first ("batch", 3, 224, 224), dtype."""
+
+    name: str
+    shape: tuple
+    dtype: str = "float32"
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The shape without the batch axis."""
+        return tuple(int(d) for d in self.shape[1:])
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, entry, what: str) -> TensorSpec:
+        try:
+            spec = cls(name=str(entry["name"]), shape=tuple(entry["shape"]), dtype=str(entry.get("dtype", "float32")))
+            spec.dims  # every non-batch dim is an integer
+        except (KeyError, TypeError, ValueError):
+            raise UsageError(f"the manifest's '{what}' entry is damaged: {entry!r} (name, shape and dtype "
+                             "expected)", REEXPORT_HINT) from None
+        if not spec.shape:
+            raise UsageError(f"the manifest's '{what}' entry has an empty shape", REEXPORT_HINT)
+        return spec
+
+
+_SIMPLE_TYPES = {"str": str, "int": int, "float": (int, float), "dict": dict, "bool": bool}
+
+
+class _Manifest:
+    """Shared (de)serialisation: required fields, simple type checks, nested TensorSpec/Preprocess."""
+
+    KIND: ClassVar[str]
+    DESCRIPTION: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        data = {"format": FORMAT, "kind": self.KIND}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str):
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in data and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise UsageError(f"manifest '{where}' lacks {', '.join(missing)}", REEXPORT_HINT)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if f.name in ("input", "output"):
+                value = None if value is None and "None" in f.type else TensorSpec.from_dict(value, f.name)
+            elif f.name == "preprocess":
+                value = None if value is None and "None" in f.type else Preprocess.from_dict(value)
+            else:
+                expected = _SIMPLE_TYPES.get(f.type.split(" | ")[0])
+                if expected and not (isinstance(value, expected) or (value is None and "None" in f.type)):
+                    raise UsageError(f"manifest '{where}' has a damaged '{f.name}' entry ({value!r})", REEXPORT_HINT)
+            values[f.name] = value
+        return cls(**values)
+
+
+@dataclass
+class OnnxManifest(_Manifest):
+    """Beside every exported ONNX artifact (`<model>-<precision>.onnx` -> `.json`)."""
+
+    KIND: ClassVar[str] = "onnx"
+    DESCRIPTION: ClassVar[str] = "an ONNX artifact"
+    artifact: str  # the artifact's file name
+    artifact_sha256: str
+    artifact_bytes: int
+    model: str
+    family: str
+    variant: str
+    precision: str  # fp32 / fp16 / int8
+    opset: int
+    input: TensorSpec
+    output: TensorSpec
+    preprocess: Preprocess
+    weights: dict  # {"source": "seed", "seed": 0} or {"source": "checkpoint", "path", "sha256"}
+    nodes: dict  # node counts: exported, simplified, artifact
+    simplify: dict  # onnxsim's result or why it was rejected
+    precision_details: dict  # fp16: nodes kept in fp32; int8: calibration, Q/DQ form, float layers, accuracy
+    tools: dict
+    created: str
+    timings_s: dict = field(default_factory=dict)
+    parity: dict | None = None  # the check against eager PyTorch, when one ran
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.output.shape[-1])
+
+
+@dataclass
+class PlanManifest(_Manifest):
+    """Beside every TensorRT plan built by `cnnx build`."""
+
+    KIND: ClassVar[str] = "tensorrt-plan"
+    DESCRIPTION: ClassVar[str] = "a TensorRT plan"
+    artifact: str
+    artifact_sha256: str
+    artifact_bytes: int
+    model: str
+    precision: str | None  # None for an ONNX file without a cnnx manifest
+    source: dict  # onnx path, its sha256 and manifest
+    input: TensorSpec
+    output: TensorSpec | None
+    preprocess: Preprocess | None  # from the source ONNX manifest
+    profile: dict  # the optimisation profile: input, min/opt/max shapes and batches
+    tensorrt: dict  # version, strongly_typed
+    gpu: dict  # name, compute_capability, cuda, driver
+    build_flags: dict
+    timing_cache: dict
+    build_seconds: float
+    rebuild_command: str
+    tools: dict
+    created: str
+
+    @property
+    def min_batch(self) -> int:
+        return int(self.profile["min_batch"])
+
+    @property
+    def max_batch(self) -> int:
+        return int(self.profile["max_batch"])
+
+    @property
+    def compute_capability(self) -> str | None:
+        value = self.gpu.get("compute_capability")
+        return None if value is None else str(value)
+
+
+Manifest = Union[OnnxManifest, PlanManifest]
+KINDS: dict[str, type] = {OnnxManifest.KIND: OnnxManifest, PlanManifest.KIND: PlanManifest}
+
+
+def manifest_path(artifact: str | Path) -> Path:
+    return Path(artifact).with_suffix(".json")
+
+
+def write_manifest(artifact: str | Path, manifest: Manifest) -> Path:
+    """Write the manifest beside `artifact` (atomically); returns its path."""
+    path = manifest_path(artifact)
+    write_json(path, manifest.to_dict())
+    return path
+
+
+def parse_manifest(data, where: str) -> Manifest:
+    """A manifest object from its JSON data, validated (UsageError naming what is wrong)."""
+    if not isinstance(data, dict) or not str(data.get("format", "")).startswith("cnnx-manifest/"):
+        raise UsageError(f"'{where}' is not a cnnx manifest", REEXPORT_HINT)
+    if data["format"] != FORMAT:
+        raise UsageError(f"'{where}' was written by another version of cnnx (manifest format "
+                         f"{data['format']!r}, this cnnx reads {FORMAT!r})", REEXPORT_HINT)
+    kind = KINDS.get(data.get("kind"))
+    if kind is None:
+        raise UsageError(f"'{where}' has an unknown manifest kind {data.get('kind')!r}", REEXPORT_HINT)
+    return kind.from_dict(data, where)
+
+
+def read_manifest(artifact: str | Path, kind: type | None = None) -> Manifest:
+    """The manifest of an artifact, validated and checked against the artifact's bytes (and its kind)."""
+    artifact = Path(artifact)
+    if not artifact.is_file():
+        raise UsageError(f"artifact '{artifact}' does not exist", "export one first: cnnx export MODEL")
+    path = manifest_path(artifact)
+    if not path.is_file():
+        raise UsageError(f"'{artifact}' has no manifest ('{path.name}' is missing), so cnnx cannot tell which "
+                         "model and weights it came from",
+                         "re-export it with `cnnx export MODEL`, which writes both files")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"manifest '{path}' is not readable JSON ({exc})", REEXPORT_HINT) from None
+    manifest = parse_manifest(data, str(path))
+    if kind is not None and not isinstance(manifest, kind):
+        raise UsageError(f"'{artifact}' is {manifest.DESCRIPTION}, not {kind.DESCRIPTION}",
+                         "pass an artifact of the expected kind")
+    if sha256_file(artifact) != manifest.artifact_sha256:
+        raise UsageError(f"'{artifact}' does not match its manifest (sha256 differs): the file was modified, "
+                         "truncated or replaced after export", f"re-export it: cnnx export {manifest.model}")
+    return manifest

@@ -1,0 +1,133 @@
+"""The shape of the code: no import cycles in src/cnnx, each backend named once, typed manifests, and the Python
+export use case doing exactly what `cnnx export` does."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from cnnx.backends import BACKENDS
+from cnnx.errors import UsageError
+from cnnx.export.pipeline import ExportOptions, export_model
+from cnnx.manifest import FORMAT, OnnxManifest, manifest_path, parse_manifest, read_manifest
+
+SRC = Path(__file__).parents[1] / "src" / "cnnx"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every cnnx module -> the cnnx modules it imports, at any depth of the file (lazy imports count too)."""
+    modules = {module_name(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                # `from pkg import sub` imports the submodule pkg.sub when there is one
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_in_src():
+    graph = import_graph()
+    assert "cnnx.cli.export" in graph and "cnnx.check" in graph["cnnx.cli.export"]  # the scan sees lazy imports
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_each_backend_is_named_once_in_src():
+    """No list of backend names outside the registry: CLI choices, bench, doctor, runtime and triton read it."""
+    for path in SRC.rglob("*.py"):
+        if path in (SRC / "backends" / "__init__.py", SRC / "artifacts.py"):  # artifacts: Python package names
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
+                elements = node.keys if isinstance(node, ast.Dict) else node.elts
+                names = [e.value for e in elements if isinstance(e, ast.Constant) and e.value in BACKENDS]
+                assert len(names) < 2, f"{path.relative_to(SRC)}:{node.lineno} lists backends {names}"
+
+
+def test_manifest_round_trip_and_refusals(tmp_path):
+    artifact = export_model(ExportOptions("nin", out_dir=tmp_path, check=False, target="onnx"))[0].path
+    manifest = read_manifest(artifact, OnnxManifest)
+    data = json.loads(manifest_path(artifact).read_text())
+    assert data["format"] == FORMAT and data["kind"] == "onnx"
+    assert parse_manifest(data, "x") == manifest and manifest.to_dict() == data
+    assert manifest.input.dims == (3, 224, 224) and manifest.num_classes == 1000
+    cases = {
+        "another version": {**data, "format": "cnnx-manifest/1"},
+        "not a cnnx manifest": {"hello": 1},
+        "unknown manifest kind": {**data, "kind": "coreml"},
+        "lacks opset": {k: v for k, v in data.items() if k != "opset"},
+        "damaged 'opset'": {**data, "opset": "twenty"},
+        "'input' entry is damaged": {**data, "input": {"name": "images"}},
+        "preprocess": {**data, "preprocess": {"resize": 256}},
+    }
+    for message, damaged in cases.items():
+        with pytest.raises(UsageError, match=message) as err:
+            parse_manifest(damaged, "m.json")
+        assert "re-export" in err.value.hint
+
+
+def _comparable(manifest: dict) -> dict:
+    """A manifest without what differs between two runs of the same export: times and durations."""
+    parity = {k: v for k, v in (manifest.get("parity") or {}).items() if k not in ("seconds", "artifact")}
+    return {**{k: v for k, v in manifest.items() if k not in ("created", "timings_s")}, "parity": parity}
+
+
+def test_python_export_equals_cli_export(run_cli, tmp_path):
+    """`export_model(ExportOptions(...))` is the whole use case: the CLI adds nothing but parsing."""
+    cli_out, py_out = tmp_path / "cli", tmp_path / "py"
+    result = run_cli("export", "nin", "--precision", "fp32,fp16", "--out", cli_out, "--json")
+    assert result.exit_code == 0, result.output
+    results = export_model(ExportOptions("nin", precisions=("fp32", "fp16"), out_dir=py_out))
+    assert [r.engine.target for r in results] == ["auto", "auto"]  # engines are part of the use case too
+    for r in results:
+        cli_file = cli_out / r.path.name
+        assert cli_file.read_bytes() == r.path.read_bytes()
+        cli_manifest = json.loads(manifest_path(cli_file).read_text())
+        assert _comparable(cli_manifest) == _comparable(r.manifest.to_dict())
+    reported = json.loads(result.output)
+    assert [a["manifest"]["precision"] for a in reported["artifacts"]] == ["fp32", "fp16"]
