@@ -4,15 +4,51 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import fcntl
+import glob
 import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
 
 from .errors import UsageError
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def file_mode() -> int:
+    """The mode a new file gets under this process's umask (0o644 under the usual 022). mkstemp creates 0o600,
+    which a Triton container running as another user could not read."""
+    try:
+        with open("/proc/self/status") as status:  # Linux >= 4.7: read the umask without changing it
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def write_error(path: Path, exc: OSError, size: int | None = None) -> UsageError:
+    """An OSError while writing `path` as the error a user can act on (exit 2): a full disk says how much room
+    is needed, a permission problem says which folder."""
+    folder = path.parent
+    if exc.errno in _NO_SPACE:
+        need = f"{_mib(size)} needed, " if size else ""
+        free = shutil.disk_usage(folder).free if folder.exists() else 0
+        return UsageError(f"no space left on the device of '{folder}' while writing '{path.name}' ({need}"
+                          f"{_mib(free)} free)", "free some space or choose another folder with --out")
+    return UsageError(f"cannot write '{path}' ({exc.strerror or exc})",
+                      "choose another folder with --out, or fix its permissions")
+
 
 def prepare_output_dir(out_dir: str | Path) -> Path:
     """Create the output folder if needed and prove it is writable before any work starts."""
@@ -28,20 +64,53 @@ def prepare_output_dir(out_dir: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path):
+def atomic_path(final: Path, size: int | None = None):
     """Yield a temporary path next to `final`; rename it into place only if the block succeeds.
 
-    An interrupted or failed write leaves no file under the final name (the hidden temporary is removed)."""
+    An interrupted or failed write leaves no file under the final name (the hidden temporary is removed). The
+    file gets the umask's permissions. A full disk or a permission problem becomes a UsageError naming the
+    path (and, when `size` says how big the file will be, the room needed)."""
     final = Path(final)
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
-    os.close(fd)
+    try:
+        if size is not None and shutil.disk_usage(final.parent).free < size:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
+        os.fchmod(fd, file_mode())
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(final, exc, size) from None
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and (exc.errno in _NO_SPACE or isinstance(exc, PermissionError)):
+            raise write_error(final, exc, size) from None
         raise
+
+
+@contextlib.contextmanager
+def artifact_lock(final: Path):
+    """Hold an exclusive lock on one artifact (its file and its manifest) across processes, so that concurrent
+    runs writing the same artifact take turns and each leaves a consistent pair. While the lock is held, hidden
+    temporaries of this artifact left by a killed run (SIGKILL skips every cleanup) are removed: no live
+    writer can own them. The lock file itself (`.<name>.lock`) stays, empty."""
+    final = Path(final)
+    lock_file = final.parent / f".{final.name}.lock"
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, file_mode())
+    except OSError as exc:
+        raise write_error(lock_file, exc) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        pattern = glob.escape(str(final.parent / f".{final.stem}")) + ".*.partial"
+        for stale in glob.glob(pattern):
+            Path(stale).unlink(missing_ok=True)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def write_json(path: Path, data: dict) -> None:

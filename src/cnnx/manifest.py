@@ -8,24 +8,30 @@
 
 Each manifest has one writer (export/pipeline.py, backends/tensorrt/build.py) and one reader
 (`read_manifest`), which checks the format version, the kind, every required field and the artifact's
-sha256, so that a damaged, old or mismatched file is refused with a message that says what to do.
+sha256, so that a damaged, old or mismatched file is refused with a message that says what to do. The sha256
+covers only the artifact, so for ONNX artifacts the reader also binds the manifest to the graph itself (read
+with `onnx`, never run): input/output names and shapes, the opset, and the model and precision that export
+stamps into the graph's metadata must all agree, else the manifest was edited or belongs to another file.
 This module needs no torch: the runtime API reads manifests in inference-only installs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Union
 
-from .artifacts import sha256_file, write_json
+from .artifacts import write_json
 from .data import Preprocess
 from .errors import UsageError
 
 FORMAT = "cnnx-manifest/2"
 REEXPORT_HINT = "re-export the artifact with this version of cnnx (cnnx export MODEL)"
+# Keys of the ONNX graph's metadata_props that export stamps, so that a manifest can be bound to its graph.
+GRAPH_METADATA = {"cnnx.model": "model", "cnnx.precision": "precision"}
 
 
 @dataclass(frozen=True)
@@ -195,9 +201,18 @@ def parse_manifest(data, where: str) -> Manifest:
     return kind.from_dict(data, where)
 
 
+def refuse_manifest_as_artifact(path: Path) -> None:
+    """A manifest passed where its artifact belongs: say which file to pass instead."""
+    if path.suffix.lower() == ".json":
+        siblings = [p.name for p in (path.with_suffix(".onnx"), path.with_suffix(".plan")) if p.is_file()]
+        raise UsageError(f"'{path}' is a manifest, not an artifact",
+                         f"pass the artifact it describes: {siblings[0] if siblings else 'the .onnx or .plan file'}")
+
+
 def read_manifest(artifact: str | Path, kind: type | None = None) -> Manifest:
     """The manifest of an artifact, validated and checked against the artifact's bytes (and its kind)."""
     artifact = Path(artifact)
+    refuse_manifest_as_artifact(artifact)
     if not artifact.is_file():
         raise UsageError(f"artifact '{artifact}' does not exist", "export one first: cnnx export MODEL")
     path = manifest_path(artifact)
@@ -213,7 +228,44 @@ def read_manifest(artifact: str | Path, kind: type | None = None) -> Manifest:
     if kind is not None and not isinstance(manifest, kind):
         raise UsageError(f"'{artifact}' is {manifest.DESCRIPTION}, not {kind.DESCRIPTION}",
                          "pass an artifact of the expected kind")
-    if sha256_file(artifact) != manifest.artifact_sha256:
+    data = artifact.read_bytes()
+    if hashlib.sha256(data).hexdigest() != manifest.artifact_sha256:
         raise UsageError(f"'{artifact}' does not match its manifest (sha256 differs): the file was modified, "
                          "truncated or replaced after export", f"re-export it: cnnx export {manifest.model}")
+    if isinstance(manifest, OnnxManifest):
+        bind_to_graph(manifest, data, str(path))
     return manifest
+
+
+def _shape(value) -> tuple:
+    """A graph input/output's shape as manifests write it: symbolic dims (the dynamic batch) as "batch"."""
+    return tuple(d.dim_value if d.HasField("dim_value") else "batch" for d in value.type.tensor_type.shape.dim)
+
+
+def bind_to_graph(manifest: OnnxManifest, data: bytes, where: str) -> None:
+    """Refuse a manifest whose claims about the graph (I/O names and shapes, opset, model, precision) differ
+    from the ONNX bytes themselves, naming the field."""
+    import onnx
+
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception as exc:  # onnx raises DecodeError and friends for bytes that are not a model
+        raise UsageError(f"'{manifest.artifact}' is not a readable ONNX model ({exc.__class__.__name__})",
+                         REEXPORT_HINT) from None
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    found = {
+        "input": (inputs[0].name, _shape(inputs[0])) if len(inputs) == 1 else None,
+        "output": (proto.graph.output[0].name, _shape(proto.graph.output[0])) if len(proto.graph.output) == 1 else None,
+        "opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
+        **{field: metadata.get(key) for key, field in GRAPH_METADATA.items()},
+    }
+    claimed = {"input": (manifest.input.name, tuple(manifest.input.shape)),
+               "output": (manifest.output.name, tuple(manifest.output.shape)),
+               "opset": manifest.opset, "model": manifest.model, "precision": manifest.precision}
+    wrong = [f"{field}: manifest says {claimed[field]!r}, the graph has {found[field]!r}"
+             for field in claimed if claimed[field] != found[field]]
+    if wrong:
+        raise UsageError(f"manifest '{where}' does not describe its graph ({'; '.join(wrong)}): it was edited or "
+                         "belongs to another file", REEXPORT_HINT)

@@ -8,7 +8,9 @@ Metrics (over all samples of a batch of logits, shape N x C):
 - sqnr_db: 10*log10(sum ref^2 / sum (ref-out)^2), signal-to-quantisation-noise ratio, capped at
   SQNR_CAP_DB (identical outputs), so reports stay plain JSON numbers.
 - top1: fraction of samples whose argmax agrees; top5: mean overlap of the two top-5 sets.
-- nonfinite: count of NaN/Inf values in the artifact's output.
+- nonfinite: count of NaN/Inf values in the artifact's output. When there are any, the metrics that compare
+  values (max_abs, max_rel, cosine, sqnr_db) are None: no number describes an output that is not a number,
+  and a finite stand-in would make a broken artifact look close. top-1/top-5 treat NaN/Inf as the lowest value.
 """
 
 from __future__ import annotations
@@ -57,7 +59,14 @@ def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
     if ref.shape != out.shape:
         raise ValueError(f"output shape {out.shape} differs from reference shape {ref.shape}")
     nonfinite = int((~np.isfinite(out)).sum())
-    out = np.where(np.isfinite(out), out, 0.0) if nonfinite else out
+    k = min(5, ref.shape[1])
+    ranked = np.where(np.isfinite(out), out, -np.inf)
+    top_ref, top_out = np.argsort(-ref, axis=1)[:, :k], np.argsort(-ranked, axis=1, kind="stable")[:, :k]
+    agreement = {"top1": float(np.mean(top_ref[:, 0] == top_out[:, 0])),
+                 "top5": float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out)])),
+                 "nonfinite": nonfinite}
+    if nonfinite:
+        return {"max_abs": None, "max_rel": None, "cosine": None, "sqnr_db": None, **agreement}
     diff = ref - out
     max_abs = float(np.abs(diff).max())
     scale = float(np.abs(ref).max()) or 1.0
@@ -66,12 +75,8 @@ def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
     noise = float((diff ** 2).sum())
     signal = float((ref ** 2).sum())
     sqnr = SQNR_CAP_DB if noise == 0 else min(SQNR_CAP_DB, float(10 * np.log10(signal / noise)) if signal else 0.0)
-    k = min(5, ref.shape[1])
-    top_ref, top_out = np.argsort(-ref, axis=1)[:, :k], np.argsort(-out, axis=1)[:, :k]
-    top5 = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out)]))
-    return {"max_abs": max_abs, "max_rel": max_abs / scale, "cosine": float(cosines.min()),
-            "sqnr_db": sqnr, "top1": float(np.mean(top_ref[:, 0] == top_out[:, 0])), "top5": top5,
-            "nonfinite": nonfinite}
+    return {"max_abs": max_abs, "max_rel": max_abs / scale, "cosine": float(cosines.min()), "sqnr_db": sqnr,
+            **agreement}
 
 
 def judge(metrics: dict[str, float], limits: Thresholds) -> list[str]:
@@ -83,9 +88,9 @@ def judge(metrics: dict[str, float], limits: Thresholds) -> list[str]:
               ("sqnr_db", limits.min_sqnr_db, ">="), ("top1", limits.min_top1, ">="),
               ("top5", limits.min_top5, ">="))
     for name, limit, op in checks:
-        if limit is None:
-            continue
         value = metrics[name]
+        if limit is None or value is None:  # None: not a number because of NaN/Inf, already a failure above
+            continue
         ok = value <= limit if op == "<=" else value >= limit
         if not ok:
             failures.append(f"{name} = {value:.6g}, needs {op} {limit:g}")

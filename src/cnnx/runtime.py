@@ -25,7 +25,7 @@ from .backends import artifact_runner, get_backend
 from .backends.base import Runner
 from .data import imagenet_labels, load_image, preprocess, to_rgb
 from .errors import BackendUnavailable, UsageError
-from .manifest import Manifest, OnnxManifest, PlanManifest, read_manifest
+from .manifest import Manifest, OnnxManifest, PlanManifest, read_manifest, refuse_manifest_as_artifact
 
 CLASSIFY_BATCH = 32  # images per inference in classify(): bounds memory for long lists
 
@@ -50,6 +50,7 @@ def load(path: str | Path, backend: str | None = None, *, threads: int | None = 
     count)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    refuse_manifest_as_artifact(path)
     if suffix not in (".onnx", ".plan"):
         raise UsageError(f"'{path}' is neither an ONNX model (.onnx) nor a TensorRT plan (.plan)",
                          "pass an artifact written by `cnnx export` or `cnnx build`")

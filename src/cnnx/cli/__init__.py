@@ -3,8 +3,8 @@
 One module per command group (models, export/check, bench, build/doctor, deploy), each registered here with
 `add_command`; rendering lives in render.py, shared helpers in common.py.
 
-Exit codes: 0 ok, 1 a check failed, 2 bad input or usage, 3 a required backend is unavailable,
-4 an internal error (a bug: please report it with the --debug traceback)."""
+Exit codes: 0 ok, 1 a check failed, 2 bad input or usage, 3 a required backend (or package) is unavailable,
+4 an internal error (a bug: please report it with the --debug traceback), 130 interrupted (Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -19,28 +19,46 @@ from . import bench, deploy, export, models, tensorrt
 from .common import err_console
 
 
+# Packages that only the commands building models need; an inference-only install (README) lacks them.
+BUILD_PACKAGES = ("torch", "onnx", "onnxscript", "onnxsim", "safetensors")
+
+
+def report(label: str, message: str, hint: str | None = None) -> None:
+    err_console.print(f"[bold red]{label}:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    if hint:
+        err_console.print(f"[yellow]hint:[/] {escape(hint)}", markup=True, highlight=False, soft_wrap=True)
+
+
 class CnnxGroup(click.Group):
     """Turns CnnxError into a message and an exit code; a traceback only with --debug."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except CnnxError as exc:
-            if ctx.params.get("debug"):
-                raise
-            err_console.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False)
-            if exc.hint:
-                err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", markup=True, highlight=False)
-            ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
-            if ctx.params.get("debug"):
+        except BaseException as exc:
+            if ctx.params.get("debug") or isinstance(exc, (SystemExit, GeneratorExit)):
                 raise
-            err_console.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {escape(str(exc))}\n"
-                              "run again with `cnnx --debug ...` for the traceback and report it",
-                              markup=True, highlight=False)
-            ctx.exit(4)
+            label, message, hint, code = describe_failure(exc)
+            report(label, message, hint)
+            ctx.exit(code)
+
+
+def describe_failure(exc: BaseException) -> tuple[str, str, str | None, int]:
+    """(label, message, hint, exit code) for an exception that reached the command line."""
+    if isinstance(exc, CnnxError):
+        return "error", exc.message, exc.hint, exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        # every file cnnx writes goes through a temporary name that an interruption removes
+        return "interrupted", "stopped by Ctrl-C; nothing half-written was left behind", None, 130
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in BUILD_PACKAGES:
+        return ("error", f"this command needs the '{exc.name}' package, which is not installed (an inference-only "
+                "install runs artifacts with `cnnx predict` and `cnnx.load`, but builds no models)",
+                "install PyTorch first (its CPU build: pip install torch --index-url "
+                "https://download.pytorch.org/whl/cpu), then the full cnnx: pip install cnnx", 3)
+    return ("internal error", f"{exc.__class__.__name__}: {exc}",
+            "run again with `cnnx --debug ...` for the traceback and report it", 4)
 
 
 @click.group(cls=CnnxGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,8 +6,8 @@ import click
 
 from ..backends import PRECISIONS
 from ..backends import names as backend_names
-from ..errors import BackendUnavailable, UsageError
-from .common import StageProgress, console, emit_json, json_option, parse_list, say
+from ..errors import BackendUnavailable
+from .common import SEED, StageProgress, console, emit_json, json_option, parse_batches, parse_list, say
 
 
 @click.command("bench")
@@ -17,13 +17,13 @@ from .common import StageProgress, console, emit_json, json_option, parse_list, 
                    "(default: every backend, unusable ones listed with the reason).")
 @click.option("--precision", default=",".join(PRECISIONS), show_default=True, help="Comma-separated precisions.")
 @click.option("--batch", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--threads", type=int, default=None, help="CPU threads for every backend (default: all cores).")
-@click.option("--warmup-ms", type=float, default=200, show_default=True, help="Time-based warm-up per case.")
-@click.option("--duration", type=float, default=3.0, show_default=True, help="Minimum timed seconds per case.")
-@click.option("--min-iters", type=int, default=10, show_default=True, help="Minimum timed iterations per case.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for every backend (default: all cores).")
+@click.option("--warmup-ms", type=click.FloatRange(0), default=200, show_default=True, help="Time-based warm-up per case.")
+@click.option("--duration", type=click.FloatRange(0), default=3.0, show_default=True, help="Minimum timed seconds per case.")
+@click.option("--min-iters", type=click.IntRange(1), default=10, show_default=True, help="Minimum timed iterations per case.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Device of the PyTorch backends.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint to load (MODEL targets).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the initialisation without --weights.")
 @click.option("--out", "out_dir", default="export", show_default=True,
               help="Where ONNX artifacts are found or exported.")
 @click.option("--calib-data", default="samples", show_default=True,
@@ -40,13 +40,8 @@ def bench_cmd(target, backends, precision, batch, threads, warmup_ms, duration, 
     from .render import bench_table, write_bench_csv, write_bench_plot
 
     chosen = parse_list(backends, backend_names(), "backend") if backends else None
-    precisions = parse_list(precision, PRECISIONS, "precision")
-    try:
-        batches = tuple(int(b) for b in batch.split(",") if b.strip())
-    except ValueError:
-        raise UsageError(f"--batch must be comma-separated integers, got '{batch}'") from None
-    if not batches or min(batches) < 1:
-        raise UsageError(f"--batch needs positive sizes, got '{batch}'")
+    precisions = parse_list(precision.lower(), PRECISIONS, "precision")
+    batches = parse_batches(batch)
     if device == "cuda":
         import torch
 

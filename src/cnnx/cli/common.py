@@ -7,12 +7,15 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import UsageError
 
-# Rich wraps at 80 columns when output is not a terminal; tables of model names need more.
+# Rich wraps at 80 columns when output is not a terminal; tables of model names need more. Plain lines are
+# printed with soft_wrap (never broken), so commands copied from a CI log still run.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+SEED = click.IntRange(0, 2**32 - 1)
 
 
 def emit_json(data) -> None:
@@ -21,7 +24,7 @@ def emit_json(data) -> None:
 
 def say(text: str, **style) -> None:
     """Print plain text (file names, commands) on stdout: no markup, no highlighting."""
-    console.print(text, highlight=False, markup=False, **style)
+    console.print(text, highlight=False, markup=False, soft_wrap=True, **style)
 
 
 class StageProgress:
@@ -43,9 +46,9 @@ class StageProgress:
 
     def __call__(self, stage: str) -> None:
         if self.status:
-            self.status.update(stage)
+            self.status.update(escape(stage))  # stages name files: brackets in a path are not markup
         elif not self.quiet:
-            err_console.print(f"- {stage}", style="dim", highlight=False, markup=False)
+            err_console.print(f"- {stage}", style="dim", highlight=False, markup=False, soft_wrap=True)
 
 
 def json_option(fn):
@@ -87,7 +90,15 @@ def parse_list(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...
     return items
 
 
+def parse_batches(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive batch sizes, e.g. "1,8,32"; empty entries are an error."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise UsageError(f"--batch needs comma-separated positive integers, got '{text}'", "e.g. --batch 1,8,32")
+    return tuple(dict.fromkeys(int(part) for part in parts))
+
+
 def parse_precisions(fp16: bool, precision: str | None, int8: bool = False) -> tuple[str, ...]:
-    chosen = [p.strip() for p in (precision or "").split(",") if p.strip()]
+    chosen = [p.strip().lower() for p in (precision or "").split(",") if p.strip()]
     chosen += ["fp16"] * fp16 + ["int8"] * int8
     return tuple(dict.fromkeys(chosen)) or ("fp32",)

@@ -6,7 +6,7 @@ import click
 
 from ..backends import names as backend_names
 from ..errors import CheckFailed, UsageError
-from .common import (StageProgress, console, emit_json, json_option, parse_precisions, say, threshold_options,
+from .common import (SEED, StageProgress, console, emit_json, json_option, parse_precisions, say, threshold_options,
                      thresholds_from)
 
 
@@ -16,7 +16,7 @@ from .common import (StageProgress, console, emit_json, json_option, parse_preci
 @click.option("--precision", default=None, help="Comma-separated precisions to write, e.g. fp32,fp16.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="A torchvision/timm state-dict file (.pth/.safetensors) to load.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation without --weights.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the initialisation without --weights.")
 @click.option("--out", "out_dir", default="export", show_default=True, help="Output folder.")
 @click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
@@ -26,7 +26,7 @@ from .common import (StageProgress, console, emit_json, json_option, parse_preci
 @click.option("--calib-data", default=None,
               help="INT8 calibration data: an image folder, FILE.npy/.npz (preprocessed NCHW), 'samples' "
                    "(the shipped photos) or 'random' (noise; explicit only).")
-@click.option("--calib-size", type=int, default=64, show_default=True, help="Calibration tensors to use.")
+@click.option("--calib-size", type=click.IntRange(1), default=64, show_default=True, help="Calibration tensors to use.")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True)
 @click.option("--int8-target", type=click.Choice(["tensorrt", "cpu"]), default=None,
@@ -37,7 +37,7 @@ from .common import (StageProgress, console, emit_json, json_option, parse_preci
 @click.option("--recalibrate", is_flag=True, help="Ignore the calibration cache.")
 @click.option("--target", type=click.Choice(["auto", "tensorrt", "onnx"]), default="auto", show_default=True,
               help="auto: also build a TensorRT engine when TensorRT and a GPU are usable; tensorrt: require it.")
-@click.option("--max-batch", type=int, default=32, show_default=True, help="TensorRT profile's largest batch.")
+@click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True, help="TensorRT profile's largest batch.")
 @json_option
 @threshold_options
 def export_cmd(name, fp16, precision, weights, seed, out_dir, opset, no_simplify, no_check, images, int8_flag,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     from ..check import CheckResult
 
 
+def _number(value, spec: str) -> str:
+    """A metric for people; None (an output with NaN/Inf has no cosine or SQNR) reads 'n/a'."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def parity_table(results: list[CheckResult], title: str = "parity against eager PyTorch fp32") -> Table:
     table = Table(title=title)
     for column in ("artifact", "precision", "max_rel", "cosine", "SQNR dB", "top-1", "top-5", "verdict"):
@@ -25,8 +31,9 @@ def parity_table(results: list[CheckResult], title: str = "parity against eager 
     for r in results:
         m = r.metrics
         verdict = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
-        table.add_row(escape(Path(r.artifact).name), r.precision, f"{m['max_rel']:.2e}", f"{m['cosine']:.6f}",
-                      f"{m['sqnr_db']:.1f}", f"{m['top1']:.2f}", f"{m['top5']:.2f}", verdict)
+        table.add_row(escape(Path(r.artifact).name), r.precision, _number(m["max_rel"], ".2e"),
+                      _number(m["cosine"], ".6f"), _number(m["sqnr_db"], ".1f"), f"{m['top1']:.2f}",
+                      f"{m['top5']:.2f}", verdict)
     return table
 
 
@@ -39,7 +46,7 @@ def write_junit(results: list[CheckResult], path: str | Path) -> None:
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=f"cnnx.{r.model}", name=Path(r.artifact).name,
                              time=f"{r.seconds:.2f}")
-        metrics = ", ".join(f"{k}={v:.6g}" for k, v in r.metrics.items())
+        metrics = ", ".join(f"{k}={_number(v, '.6g')}" for k, v in r.metrics.items())
         if not r.passed:
             failure = ET.SubElement(case, "failure", message="; ".join(r.failures))
             failure.text = f"{r.precision} artifact on {r.backend}: {metrics}"
@@ -81,7 +88,7 @@ def render_exports(results, as_json: bool) -> None:
             say(f"TensorRT engine: not built: {engine.reason}. On a machine with an NVIDIA GPU and TensorRT run: "
                 f"{engine.command}")
             break  # the reason is the same for every artifact
-    say(f"next: cnnx check {' '.join(str(r.path) for r in results)}")
+    say(f"next: {shlex.join(['cnnx', 'check', *(str(r.path) for r in results)])}")
 
 
 def bench_table(report) -> Table:

@@ -25,7 +25,8 @@ from ..artifacts import sha256_file
 from ..backends import BACKENDS
 from ..data import imagenet_labels
 from ..errors import BackendUnavailable, UsageError
-from ..manifest import Manifest, OnnxManifest, PlanManifest, TensorSpec, manifest_path, read_manifest
+from ..manifest import (Manifest, OnnxManifest, PlanManifest, TensorSpec, manifest_path, read_manifest,
+                        refuse_manifest_as_artifact)
 
 INSTALL_HINT = "pip install 'cnnx[triton]'"
 DEFAULT_MAX_BATCH = 32
@@ -274,6 +275,7 @@ def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOption
     """Read and check the artifact, decide the model folder's contents and validate its config."""
     artifact = Path(artifact)
     suffix = artifact.suffix.lower()
+    refuse_manifest_as_artifact(artifact)
     if suffix not in (".onnx", ".plan"):
         raise UsageError(f"'{artifact}' is neither an ONNX model (.onnx) nor a TensorRT plan (.plan)")
     is_plan = suffix == ".plan"

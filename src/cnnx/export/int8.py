@@ -284,7 +284,8 @@ def with_producers(fp32: onnx.ModelProto, ranked: list[tuple[str, float]]) -> li
 
 def _sqnr(session_or_path, probe: np.ndarray, reference: np.ndarray) -> float:
     runner = OnnxRuntimeRunner(session_or_path)
-    return parity.compare(reference, runner(probe))["sqnr_db"]
+    sqnr = parity.compare(reference, runner(probe))["sqnr_db"]
+    return float("-inf") if sqnr is None else sqnr  # None: NaN/Inf outputs, the worst possible trial
 
 
 def check_exclude(fp32: onnx.ModelProto, exclude: list[str]) -> None:
@@ -389,7 +390,8 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
     after = holdout_metrics(out_path)
     timings["holdout_eval"] = round(time.perf_counter() - start, 3)
     if rescue is not None:
-        rescue.update(sqnr_after_db=after["sqnr_db"], met_target=after["sqnr_db"] >= target_sqnr_db)
+        rescue.update(sqnr_after_db=after["sqnr_db"],
+                      met_target=after["sqnr_db"] is not None and after["sqnr_db"] >= target_sqnr_db)
     quantized = onnx.load(str(out_path))
     float_macs = sum(macs.get(n, 0) for n in exclude_list)
     q = target_options(target)

@@ -21,7 +21,7 @@ from typing import Callable
 import onnx
 
 from .. import parity
-from ..artifacts import atomic_path, prepare_output_dir, sha256_file, tool_versions, utc_now
+from ..artifacts import artifact_lock, atomic_path, prepare_output_dir, sha256_file, tool_versions, utc_now, write_error
 from ..backends.onnxruntime import OnnxRuntimeRunner
 from ..backends.torch import TorchRunner
 from ..check import CheckData, CheckResult, check_data, check_runner
@@ -34,7 +34,7 @@ from . import int8
 from .calibration import DEFAULT_CALIB_SIZE, load_calibration
 from .engines import TARGETS, EngineOutcome, engine_for_artifact
 from .fp16 import lrn_nodes, to_fp16
-from .onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, torch_to_onnx
+from .onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, check_opset, stamp, torch_to_onnx
 from .simplify import simplify
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -97,11 +97,12 @@ def weights_source(weights: str | Path | None, seed: int) -> dict:
 
 def _validate(options: ExportOptions) -> tuple[str, ...]:
     """Every option problem is a UsageError raised before any work; returns the precisions in export order."""
-    unknown = [p for p in options.precisions if p not in PRECISIONS]
+    unknown = [p for p in options.precisions if p not in PRECISIONS]  # lower case: the CLI folds case
     if unknown:
         raise UsageError(f"unknown precision {', '.join(unknown)}", f"choose from {', '.join(PRECISIONS)}")
     if options.target not in TARGETS:
         raise UsageError(f"unknown target '{options.target}'", f"choose from {', '.join(TARGETS)}")
+    check_opset(options.opset)
     # int8 last, so that it can quantize the fp32 artifact's file when both are asked for
     return tuple(sorted(dict.fromkeys(options.precisions), key=lambda p: p == "int8"))
 
@@ -148,38 +149,42 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     for precision in precisions:
         path = out / artifact_name(spec.name, precision)
         check_inputs = data
-        with atomic_path(path) as tmp:  # renamed into place only after the check, in memory, has run
+        # One writer per artifact at a time; the artifact is renamed into place only after the check (run on
+        # the bytes in memory) and after its manifest: a run killed in between leaves nothing loadable.
+        with artifact_lock(path), atomic_path(path) as tmp:
             if precision == "int8":
                 check_inputs, variant_info = stage(
                     "quantizing to int8", "int8", _write_int8, tmp, graph, out, spec, model, calib, weights_info,
                     options, simplify_info, progress, written.get("fp32"))
-                payload = tmp.read_bytes()
-                artifact_nodes = variant_info["qdq"]["nodes"]
+                proto = onnx.load(str(tmp))
             else:
                 proto, variant_info = graph, {}
                 if precision == "fp16":
                     proto, variant_info = stage("converting to fp16", "fp16", to_fp16, graph, sample,
                                                 lrn_nodes(exported))
-                progress(f"writing {path}")
-                payload = proto.SerializeToString()
+            progress(f"writing {path}")
+            payload = stamp(proto, spec.name, precision).SerializeToString()
+            try:
                 tmp.write_bytes(payload)
-                artifact_nodes = len(proto.graph.node)
+            except OSError as exc:
+                raise write_error(path, exc, len(payload)) from None
+            artifact_nodes = len(proto.graph.node)
             check = None
             if options.check:
                 check = stage(f"checking {path.name} against eager PyTorch", f"check_{precision}", check_runner,
                               OnnxRuntimeRunner(payload), check_inputs, artifact=str(path), model=spec.name,
                               precision=precision, thresholds=options.thresholds.get(precision))
-        manifest = OnnxManifest(
-            artifact=path.name, artifact_sha256=hashlib.sha256(payload).hexdigest(), artifact_bytes=len(payload),
-            model=spec.name, family=spec.family, variant=spec.variant, precision=precision, opset=options.opset,
-            input=TensorSpec(INPUT_NAME, ("batch", *spec.input_shape)),
-            output=TensorSpec(OUTPUT_NAME, ("batch", 1000)),
-            preprocess=spec.preprocess, weights=weights_info,
-            nodes={"exported": len(exported.graph.node), "simplified": len(graph.graph.node),
-                   "artifact": artifact_nodes},
-            simplify=simplify_info, precision_details=variant_info, tools=tool_versions(), created=utc_now(),
-            timings_s=dict(timings), parity=check.to_dict() if check else None)
-        write_manifest(path, manifest)
+            manifest = OnnxManifest(
+                artifact=path.name, artifact_sha256=hashlib.sha256(payload).hexdigest(), artifact_bytes=len(payload),
+                model=spec.name, family=spec.family, variant=spec.variant, precision=precision, opset=options.opset,
+                input=TensorSpec(INPUT_NAME, ("batch", *spec.input_shape)),
+                output=TensorSpec(OUTPUT_NAME, ("batch", 1000)),
+                preprocess=spec.preprocess, weights=weights_info,
+                nodes={"exported": len(exported.graph.node), "simplified": len(graph.graph.node),
+                       "artifact": artifact_nodes},
+                simplify=simplify_info, precision_details=variant_info, tools=tool_versions(), created=utc_now(),
+                timings_s=dict(timings), parity=check.to_dict() if check else None)
+            write_manifest(path, manifest)
         written[precision] = path
         results.append(ExportResult(path=path, manifest=manifest, check=check))
     for result in results:  # after every artifact is on disk: an unusable --target tensorrt keeps them

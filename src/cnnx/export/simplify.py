@@ -31,7 +31,10 @@ def simplify(proto: onnx.ModelProto, batch: np.ndarray) -> tuple[onnx.ModelProto
     simplified_out = OnnxRuntimeRunner(simplified.SerializeToString())(batch)
     metrics = compare(original_out, simplified_out)
     info.update(nodes_after=len(simplified.graph.node), max_rel_vs_original=metrics["max_rel"])
-    if metrics["max_rel"] > MAX_REL_DIFF or metrics["nonfinite"]:
+    if metrics["nonfinite"]:
+        info["rejected"] = f"simplified graph gives {metrics['nonfinite']} NaN/Inf values the original does not"
+        return proto, info
+    if metrics["max_rel"] > MAX_REL_DIFF:
         info["rejected"] = f"simplified graph differs from the original (max_rel {metrics['max_rel']:.3g})"
         return proto, info
     if len(simplified.graph.node) > len(proto.graph.node):

@@ -1,0 +1,249 @@
+"""What hostile or unlucky input used to break (issue 11), one case each: the exit code, the message, no traceback,
+and exactly the files left behind. Each case failed on the code before its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnx import parity
+from cnnx.cli.render import parity_table
+from cnnx.export.pipeline import ExportOptions, export_model
+from cnnx.manifest import manifest_path
+
+CLI = [sys.executable, "-m", "cnnx"]
+
+
+def assert_refused(result, code: int, *phrases: str) -> None:
+    output = result.output + (result.stderr if hasattr(result, "stderr") else "")
+    assert result.exit_code == code, output
+    assert "Traceback" not in output
+    for phrase in phrases:
+        assert phrase in " ".join(output.split()), (phrase, output)
+
+
+def visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
+
+
+def hidden_temporaries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*.partial"))
+
+
+@pytest.fixture(scope="module")
+def nin(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("nin")
+    return export_model(ExportOptions("nin", out_dir=out, check=False, target="onnx"))[0].path
+
+
+# --- 1. --opset -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("opset", ["7", "13", "17", "99"])
+def test_an_opset_the_exporter_cannot_write_is_refused_before_any_work(run_cli, tmp_path, opset):
+    result = run_cli("export", "resnet18", "--opset", opset, "--out", tmp_path)
+    assert_refused(result, 2, f"opset {opset} is outside what cnnx can export", "--opset 20")
+    assert visible(tmp_path) == [] and hidden_temporaries(tmp_path) == []
+
+
+def test_the_manifest_records_the_opset_the_file_has(tmp_path):
+    import onnx
+
+    [result] = export_model(ExportOptions("nin", out_dir=tmp_path, check=False, target="onnx", opset=21))
+    declared = [o.version for o in onnx.load(result.path).opset_import if o.domain in ("", "ai.onnx")]
+    assert declared == [21] and result.manifest.opset == 21
+
+
+# --- 3. manifests bind to the graph -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, edit", [
+    ("input", lambda m: m["input"].update(name="pixels")),
+    ("input", lambda m: m["input"].update(shape=["batch", 3, 299, 299])),
+    ("output", lambda m: m["output"].update(shape=["batch", 10])),
+    ("opset", lambda m: m.update(opset=18)),
+    ("model", lambda m: m.update(model="resnet50")),
+    ("precision", lambda m: m.update(precision="fp16")),
+])
+def test_an_edited_manifest_is_refused_naming_the_field(run_cli, nin, tmp_path, field, edit):
+    import cnnx
+    from cnnx.errors import UsageError
+
+    copy = tmp_path / nin.name
+    shutil.copyfile(nin, copy)
+    manifest = json.loads(manifest_path(nin).read_text())
+    edit(manifest)
+    manifest_path(copy).write_text(json.dumps(manifest))
+    result = run_cli("triton", copy, "--repo", tmp_path / "repo")
+    assert_refused(result, 2, "does not describe its graph", f"{field}: manifest says")
+    assert not (tmp_path / "repo").exists()
+    with pytest.raises(UsageError, match=f"{field}: manifest says"):
+        cnnx.load(copy)
+
+
+def test_passing_the_manifest_instead_of_the_artifact_says_which_file(run_cli, nin):
+    result = run_cli("predict", manifest_path(nin), nin)
+    assert_refused(result, 2, "is a manifest, not an artifact", f"pass the artifact it describes: {nin.name}")
+
+
+# --- 4. failure states: Ctrl-C, SIGKILL, a full disk ------------------------------------------------------------
+
+def _start_export(out: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, "export", "nin", "--out", str(out), "--target", "onnx", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(predicate, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the export never reached the point to interrupt"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_exits_130_and_leaves_nothing_half_written(tmp_path):
+    export = _start_export(tmp_path, "--precision", "fp32,fp16")
+    _wait_for(lambda: hidden_temporaries(tmp_path), export)  # fp32 is being written or checked
+    export.send_signal(signal.SIGINT)
+    _, stderr = export.communicate(timeout=120)
+    assert export.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert hidden_temporaries(tmp_path) == []
+    assert visible(tmp_path) in ([], ["nin-fp32.json", "nin-fp32.onnx"])  # whole pairs only
+
+
+def test_sigkill_leaves_no_loadable_half_and_the_next_run_cleans_up(run_cli, tmp_path):
+    export = _start_export(tmp_path, "--precision", "fp32")
+    _wait_for(lambda: hidden_temporaries(tmp_path), export)
+    export.kill()
+    export.wait(timeout=60)
+    assert hidden_temporaries(tmp_path), "SIGKILL skips every cleanup: its temporaries stay behind"
+    assert "nin-fp32.onnx" not in visible(tmp_path)  # never an artifact without its manifest and verdict
+    result = run_cli("export", "nin", "--out", tmp_path, "--target", "onnx")
+    assert result.exit_code == 0, result.output
+    assert hidden_temporaries(tmp_path) == []  # the killed run's leftovers were removed under the lock
+    assert visible(tmp_path) == ["nin-fp32.json", "nin-fp32.onnx"]
+    assert run_cli("check", tmp_path / "nin-fp32.onnx").exit_code == 0
+
+
+def _unshare_available() -> str | None:
+    if shutil.which("unshare") is None:
+        return "the unshare command is missing"
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
+                           capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"this machine forbids private tmpfs mounts ({probe.stderr.strip()})"
+
+
+@pytest.mark.skipif(_unshare_available() is not None, reason=str(_unshare_available()))
+def test_a_full_disk_is_exit_2_with_the_path_and_the_room_needed(tmp_path):
+    out = tmp_path / "small"
+    out.mkdir()
+    # a 10 MiB tmpfs in a private mount namespace: no room for the 30 MiB model
+    script = (f"mount -t tmpfs -o size=10m tmpfs {out} && "
+              f"{' '.join(CLI)} export nin --out {out} --target onnx; "
+              f"echo rc=$?; ls -a {out}")
+    run = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+    assert "rc=2" in run.stdout, run.stdout + run.stderr
+    stderr = " ".join(run.stderr.split())
+    assert "no space left on the device of" in stderr and "nin-fp32.onnx" in stderr
+    assert "MiB needed" in stderr and "Traceback" not in stderr
+    left = run.stdout.split("rc=2", 1)[1].split()
+    assert sorted(left) == [".", "..", ".nin-fp32.onnx.lock"]  # nothing half-written
+
+
+def test_files_get_the_umask_permissions(run_cli, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        result = run_cli("export", "nin", "--out", tmp_path, "--no-check", "--target", "onnx")
+        junit = tmp_path / "parity.xml"
+        run_cli("check", tmp_path / "nin-fp32.onnx", "--junit", junit)
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    for name in ("nin-fp32.onnx", "nin-fp32.json", "parity.xml"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+# --- 6. smaller ones --------------------------------------------------------------------------------------------
+
+def test_nan_outputs_have_no_cosine_or_sqnr_to_show():
+    reference = np.random.default_rng(0).standard_normal((3, 1000))
+    broken = reference.copy()
+    broken[1, 7] = np.nan
+    metrics = parity.compare(reference, broken)
+    assert metrics["nonfinite"] == 1 and metrics["cosine"] is None and metrics["sqnr_db"] is None
+    assert parity.judge(metrics, parity.DEFAULT_THRESHOLDS["fp16"]) == ["1 NaN/Inf values in the output"]
+
+    class Result:  # what parity_table reads of a CheckResult
+        artifact, precision, passed = "x.onnx", "fp16", False
+
+    Result.metrics = metrics
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(parity_table([Result]))
+    assert "n/a" in console.export_text() and "200.0" not in console.export_text()
+
+
+def test_markup_in_paths_is_printed_not_interpreted(run_cli, tmp_path):
+    out = tmp_path / "a[x] b[/b]"
+    result = run_cli("export", "nin", "--out", out, "--target", "onnx", "--no-check")
+    assert result.exit_code == 0, result.output
+    assert (out / "nin-fp32.onnx").is_file()
+    assert "a[x] b[/b]" in result.output  # escaped, not eaten or crashing
+
+
+def test_printed_commands_are_quoted_and_never_wrapped(run_cli, tmp_path):
+    out = tmp_path / ("exports with spaces " + "x" * 150)
+    result = run_cli("export", "nin", "--out", out, "--no-check")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    [next_line] = [line for line in lines if line.startswith("next: ")]
+    assert next_line == f"next: cnnx check '{out}/nin-fp32.onnx'"  # one line, however long, shell-quoted
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["export", "nin", "--seed", "-1"], "--seed"),
+    (["bench", "nin", "--threads", "-2"], "--threads"),
+    (["bench", "nin", "--min-iters", "0"], "--min-iters"),
+    (["bench", "nin", "--batch", "1,,2"], "--batch needs comma-separated positive integers"),
+    (["predict", "x.onnx", "y.jpg", "--threads", "0"], "--threads"),
+])
+def test_option_values_out_of_range_are_usage_errors(run_cli, tmp_path, args, phrase):
+    assert_refused(run_cli(*args, "--out", tmp_path) if args[0] != "predict" else run_cli(*args), 2, phrase)
+
+
+def test_precision_names_are_case_insensitive_like_model_names(run_cli, tmp_path):
+    result = run_cli("export", "NiN", "--precision", "FP16", "--out", tmp_path, "--no-check", "--target", "onnx")
+    assert result.exit_code == 0, result.output
+    assert visible(tmp_path) == ["nin-fp16.json", "nin-fp16.onnx"]
+
+
+NO_TORCH = """
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoTorch())
+from cnnx.cli import main
+sys.argv = ["cnnx"] + sys.argv[1:]
+main()
+"""
+
+
+@pytest.mark.parametrize("command", [["list"], ["export", "nin"]])
+def test_inference_only_install_says_what_to_install(command, tmp_path):
+    run = subprocess.run([sys.executable, "-c", NO_TORCH, *command, *(["--out", str(tmp_path)] if
+                                                                      command[0] == "export" else [])],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 3, run.stderr
+    assert "needs the 'torch' package" in run.stderr and "download.pytorch.org/whl/cpu" in run.stderr
+    assert "Traceback" not in run.stderr
