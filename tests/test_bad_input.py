@@ -247,3 +247,46 @@ def test_inference_only_install_says_what_to_install(command, tmp_path):
     assert run.returncode == 3, run.stderr
     assert "needs the 'torch' package" in run.stderr and "download.pytorch.org/whl/cpu" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+# --- 4/6. re-exports never replace a good artifact; both int8 forms coexist; caches -----------------------------
+
+def test_a_failing_re_export_keeps_the_good_artifact(run_cli, tmp_path):
+    from cnnx.artifacts import sha256_file
+
+    assert run_cli("export", "nin", "--out", tmp_path, "--target", "onnx").exit_code == 0
+    good = sha256_file(tmp_path / "nin-fp32.onnx")
+    result = run_cli("export", "nin", "--seed", "1", "--out", tmp_path, "--target", "onnx", "--min-sqnr", "500")
+    assert_refused(result, 1, "parity check failed", "nin-fp32.failed.onnx", "left untouched")
+    assert sha256_file(tmp_path / "nin-fp32.onnx") == good
+    assert run_cli("check", tmp_path / "nin-fp32.onnx").exit_code == 0  # still the good pair
+    failed = json.loads((tmp_path / "nin-fp32.failed.json").read_text())
+    assert failed["artifact"] == "nin-fp32.failed.onnx" and not failed["parity"]["passed"]
+    assert failed["weights"]["seed"] == 1
+
+
+def test_both_int8_forms_are_kept_side_by_side(run_cli, tmp_path):
+    for form in ("tensorrt", "cpu"):
+        result = run_cli("export", "nin", "--int8", "--calib-data", "samples", "--calib-size", "8",
+                         "--int8-target", form, "--out", tmp_path, "--target", "onnx", "--no-check")
+        assert result.exit_code == 0, result.output
+    assert visible(tmp_path) == ["nin-int8-cpu.json", "nin-int8-cpu.onnx", "nin-int8.json", "nin-int8.onnx"]
+    forms = {name: json.loads((tmp_path / name).read_text())["precision_details"]["target"]
+             for name in ("nin-int8.json", "nin-int8-cpu.json")}
+    assert forms == {"nin-int8.json": "tensorrt", "nin-int8-cpu.json": "cpu"}
+
+
+def test_a_damaged_or_foreign_calibration_cache_is_rebuilt(tmp_path):
+    options = ExportOptions("nin", precisions=("int8",), out_dir=tmp_path, calib_data="samples", calib_size=8,
+                            target="onnx")
+    [first] = export_model(options)
+    cache = Path(first.manifest.precision_details["calibration"]["cache"]["path"])
+    real = json.loads(cache.read_text())
+    foreign = {**real, "data": {f"another_model/{name}": entry for name, entry in real["data"].items()}}
+    for damage, status in ((b"{not json", "is not a readable calibration cache"),
+                           (json.dumps(foreign).encode(), "does not fit this graph")):
+        cache.write_bytes(damage)
+        [again] = export_model(options)
+        assert status in again.manifest.precision_details["calibration"]["cache"]["status"]
+        assert again.passed and again.manifest.precision_details["accuracy"]["sqnr_db"] == pytest.approx(
+            first.manifest.precision_details["accuracy"]["sqnr_db"])

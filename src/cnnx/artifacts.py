@@ -64,12 +64,11 @@ def prepare_output_dir(out_dir: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path, size: int | None = None):
-    """Yield a temporary path next to `final`; rename it into place only if the block succeeds.
-
-    An interrupted or failed write leaves no file under the final name (the hidden temporary is removed). The
-    file gets the umask's permissions. A full disk or a permission problem becomes a UsageError naming the
-    path (and, when `size` says how big the file will be, the room needed)."""
+def scratch_path(final: Path, size: int | None = None):
+    """Yield a hidden temporary file next to `final` (`.<name>.<random>.partial`, the pattern artifact_lock
+    cleans up after a killed run), with the umask's permissions; it is removed when the block ends. A full disk
+    or a permission problem becomes a UsageError naming the path (and, when `size` says how big the file
+    will be, the room needed)."""
     final = Path(final)
     try:
         if size is not None and shutil.disk_usage(final.parent).free < size:
@@ -82,12 +81,24 @@ def atomic_path(final: Path, size: int | None = None):
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.replace(tmp, final)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and (exc.errno in _NO_SPACE or isinstance(exc, PermissionError)):
+    except OSError as exc:
+        if exc.errno in _NO_SPACE or isinstance(exc, PermissionError):
             raise write_error(final, exc, size) from None
         raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path, size: int | None = None):
+    """Yield a temporary path next to `final`; rename it into place only if the block succeeds. An
+    interrupted or failed write leaves no file under the final name (see scratch_path for the rest)."""
+    with scratch_path(final, size) as tmp:
+        yield tmp
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise write_error(Path(final), exc, size) from None
 
 
 @contextlib.contextmanager

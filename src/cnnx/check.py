@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,13 +14,14 @@ from . import parity
 from .backends import artifact_runner
 from .backends.base import Runner
 from .backends.torch import TorchRunner
-from .data import image_files, load_batch, sample_images, sample_split
+from .data import image_files, load_image, preprocess, sample_images, sample_split
 from .errors import UsageError
 from .manifest import OnnxManifest, read_manifest
 from .models.registry import ModelSpec, get_spec
 from .weights import create_model
 
 RANDOM_INPUTS = 2  # besides the photos: random inputs reach value ranges photos do not
+CHECK_BATCH = 16  # inputs per inference: memory stays flat however many photos --images holds
 
 
 @dataclass
@@ -43,12 +45,22 @@ class CheckResult:
 
 @dataclass
 class CheckData:
-    """The inputs of a parity check and the eager fp32 outputs they are judged against (computed once,
-    shared by every artifact of a model)."""
+    """The inputs of a parity check, produced batch by batch (at most CHECK_BATCH at a time, decoded again for
+    each artifact rather than held in memory), and the eager fp32 outputs they are judged against (computed
+    once, shared by every artifact of a model)."""
 
-    inputs: np.ndarray
-    expected: np.ndarray
+    batches: Callable[[], Iterator[np.ndarray]]  # a fresh iterator over the input batches, in order
+    expected: np.ndarray  # the eager logits, one row per input
     described: dict
+
+    @property
+    def batch_size(self) -> int:
+        return min(CHECK_BATCH, len(self.expected))
+
+    @classmethod
+    def from_arrays(cls, inputs: np.ndarray, expected: np.ndarray, described: dict) -> CheckData:
+        return cls(lambda: (inputs[i:i + CHECK_BATCH] for i in range(0, len(inputs), CHECK_BATCH)), expected,
+                   described)
 
 
 def check_data(model: nn.Module, spec: ModelSpec, images: str | Path | None = None, seed: int = 0,
@@ -56,25 +68,29 @@ def check_data(model: nn.Module, spec: ModelSpec, images: str | Path | None = No
     """Real photos with the model's preprocessing (a folder, the given photos, or the shipped samples),
     plus random inputs that reach value ranges photos do not, and the eager model's outputs for them."""
     paths = image_files(images) if images is not None else (photos or sample_images())
-    batch = load_batch(paths, spec.preprocess)
-    if random_inputs:
-        noise = np.random.default_rng(seed).standard_normal((random_inputs, *spec.input_shape))
-        batch = np.concatenate([batch, noise.astype(np.float32)])
+    noise = np.random.default_rng(seed).standard_normal((random_inputs, *spec.input_shape)).astype(np.float32)
+    items: list = [*paths, *noise]  # a path is decoded and preprocessed when its batch is needed
+
+    def batches() -> Iterator[np.ndarray]:
+        for start in range(0, len(items), CHECK_BATCH):
+            yield np.stack([preprocess(load_image(item), spec.preprocess) if isinstance(item, Path) else item
+                            for item in items[start:start + CHECK_BATCH]])
+
+    eager = TorchRunner(model)
     source = str(images) if images is not None else "cnnx sample photos"
-    return CheckData(inputs=batch, expected=TorchRunner(model)(batch),
-                     described={"photos": len(paths), "photo_source": source, "random": random_inputs})
+    return CheckData(batches, np.concatenate([eager(batch) for batch in batches()]),
+                     {"photos": len(paths), "photo_source": source, "random": random_inputs})
 
 
 def compare_runner(data: CheckData, runner, thresholds: parity.Thresholds) -> tuple[list[str], dict, dict]:
-    """Run at batch 1 and at the full batch (the dynamic batch axis must give the same answers).
+    """Run at batch 1 and at the check's batch size (the dynamic batch axis must give the same answers).
     Returns the failures, the metrics over both runs, and the metrics per batch size."""
-    per_batch, expected, outputs = {}, [], []
-    for size in (1, len(data.inputs)):
-        out = runner(data.inputs[:size])
-        per_batch[str(size)] = parity.compare(data.expected[:size], out)
-        expected.append(data.expected[:size])
-        outputs.append(out)
-    metrics = parity.compare(np.concatenate(expected), np.concatenate(outputs))
+    single = runner(next(data.batches())[:1])
+    batched = np.concatenate([runner(batch) for batch in data.batches()])
+    per_batch = {"1": parity.compare(data.expected[:1], single),
+                 str(data.batch_size): parity.compare(data.expected, batched)}
+    metrics = parity.compare(np.concatenate([data.expected[:1], data.expected]),
+                             np.concatenate([single, batched]))
     return parity.judge(metrics, thresholds), metrics, per_batch
 
 
@@ -107,7 +123,7 @@ def check_runner(runner: Runner, data: CheckData, *, artifact: str, model: str, 
     failures, metrics, per_batch = compare_runner(data, runner, limits)
     return CheckResult(artifact=artifact, model=model, precision=precision, backend=runner.backend,
                        passed=not failures, metrics=metrics, thresholds=limits.to_dict(), failures=failures,
-                       batch_sizes=[1, len(data.inputs)], inputs=data.described, per_batch=per_batch,
+                       batch_sizes=[1, data.batch_size], inputs=data.described, per_batch=per_batch,
                        seconds=round(time.perf_counter() - start, 2))
 
 

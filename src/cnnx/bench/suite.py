@@ -94,7 +94,7 @@ class Workload:
         int8_target = "cpu" if self.device == "cpu" else "tensorrt"
         missing = []
         for precision in dict.fromkeys("fp32" if p == "bf16" else p for p in precisions):
-            path = self.out_dir / artifact_name(self.spec.name, precision)
+            path = self.out_dir / artifact_name(self.spec.name, precision, int8_target)
             with contextlib.suppress(UsageError):
                 manifest = read_manifest(path, OnnxManifest) if path.is_file() else None
                 if manifest and manifest.weights == self.weights and (

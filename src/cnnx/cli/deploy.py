@@ -52,55 +52,60 @@ def predict_cmd(artifact: Path, images: tuple[Path, ...], topk: int, backend: st
 
     predictor = load(artifact, backend, threads=threads)
     files = _expand_images(images)
-    # one entry per IMAGE (duplicates included): its input tensor, its predictions, or its error
-    inputs: dict[int, np.ndarray] = {}
-    errors: dict[int, str] = {}
-    for i, path in enumerate(files):
-        try:
-            if path.is_dir():
-                raise CnnxError(f"folder '{path}' holds no image files")
-            inputs[i] = predictor.prepare(path)
-        except CnnxError as exc:
-            errors[i] = exc.message
-    predictions = {}
-    ready = list(inputs)
-    step = min(PREDICT_BATCH, predictor.max_batch or PREDICT_BATCH)
-    for start in range(0, len(ready), step):
-        chunk = ready[start:start + step]
-        logits = predictor(np.stack([inputs[i] for i in chunk]))
-        predictions.update(zip(chunk, predictor.top_predictions(logits, topk)))
-
     index = {label: i for i, label in enumerate(predictor.labels)}
+    step = min(PREDICT_BATCH, predictor.max_batch or PREDICT_BATCH)
+    results: list[dict] = []  # one entry per IMAGE, duplicates included: its predictions or its error
+    # Bounded batches, each printed as soon as it is classified: memory stays flat in the number of images.
+    for start in range(0, len(files), step):
+        chunk = files[start:start + step]
+        tensors, entries = [], []
+        for path in chunk:
+            try:
+                if path.is_dir():
+                    raise CnnxError(f"folder '{path}' holds no image files")
+                tensors.append(predictor.prepare(path))
+                entries.append({"image": str(path), "predictions": None})
+            except CnnxError as exc:
+                entries.append({"image": str(path), "error": exc.message})
+        ranked = iter(predictor.top_predictions(predictor(np.stack(tensors)), topk) if tensors else [])
+        for entry in entries:
+            if "error" not in entry:
+                entry["predictions"] = [{"label": p.label, "index": index[p.label], "probability": p.probability}
+                                        for p in next(ranked)]
+        if not as_json:
+            _print_predictions(entries, f"{predictor.model} {predictor.precision} ({predictor.backend})"
+                               if start == 0 else None)
+        results += entries
+    failed = sum("error" in r for r in results)
     if as_json:
-        results = []
-        for i, path in enumerate(files):
-            if i in predictions:
-                results.append({"image": str(path), "predictions": [
-                    {"label": p.label, "index": index[p.label], "probability": p.probability}
-                    for p in predictions[i]]})
-            else:
-                results.append({"image": str(path), "error": errors[i]})
         emit_json({"artifact": str(artifact), "model": predictor.model, "precision": predictor.precision,
                    "backend": predictor.backend, "topk": topk, "results": results,
-                   "classified": len(predictions), "failed": len(errors)})
-    else:
-        if predictions:
-            table = Table(title=f"{predictor.model} {predictor.precision} ({predictor.backend})")
-            for column, justify in (("image", "left"), ("#", "right"), ("label", "left"),
-                                    ("class", "right"), ("probability", "right")):
-                table.add_column(column, justify=justify)
-            for i, preds in predictions.items():
-                for rank, p in enumerate(preds, 1):
-                    table.add_row(escape(str(files[i])) if rank == 1 else "", str(rank), escape(p.label),
-                                  str(index[p.label]), f"{p.probability:.4f}", end_section=rank == len(preds))
-            console.print(table)
-        for i, message in errors.items():
-            err_console.print(f"[bold red]error:[/] {escape(str(files[i]))}: {escape(message)}", markup=True,
-                              highlight=False)
-        if errors:
-            err_console.print(f"{len(predictions)} image(s) classified, {len(errors)} failed", highlight=False)
-    if errors:
+                   "classified": len(results) - failed, "failed": failed})
+    elif failed:
+        err_console.print(f"{len(results) - failed} image(s) classified, {failed} failed", highlight=False)
+    if failed:
         click.get_current_context().exit(2)
+
+
+def _print_predictions(entries: list[dict], title: str | None) -> None:
+    """One batch of `cnnx predict` results: a table on stdout, the errors on stderr."""
+    classified = [e for e in entries if "error" not in e]
+    if classified:
+        table = Table(title=title)
+        for column, justify in (("image", "left"), ("#", "right"), ("label", "left"),
+                                ("class", "right"), ("probability", "right")):
+            table.add_column(column, justify=justify)
+        for entry in classified:
+            preds = entry["predictions"]
+            for rank, p in enumerate(preds, 1):
+                table.add_row(escape(entry["image"]) if rank == 1 else "", str(rank), escape(p["label"]),
+                              str(p["index"]), f"{p['probability']:.4f}", end_section=rank == len(preds))
+        console.print(table)
+    for entry in entries:
+        if "error" in entry:
+            err_console.print(f"[bold red]error:[/] {escape(entry['image'])}: {escape(entry['error'])}",
+                              markup=True, highlight=False, soft_wrap=True)
+
 
 
 def _batch_list(text: str | None) -> tuple[int, ...] | None:

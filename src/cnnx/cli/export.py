@@ -64,7 +64,8 @@ def export_cmd(name, fp16, precision, weights, seed, out_dir, opset, no_simplify
     render_exports(results, as_json)
     if any(r.passed is False for r in results):
         raise CheckFailed("parity check failed for " + ", ".join(str(r.path) for r in results if r.passed is False),
-                          "see the metrics above; the artifact is kept and its manifest records the failure")
+                          "see the metrics above; a failing artifact is kept under its .failed name with its manifest, "
+                          "and an earlier artifact of the same name is left untouched")
 
 
 @click.command("check")

@@ -40,6 +40,7 @@ import numpy as np
 import onnx
 
 from .. import parity
+from ..artifacts import atomic_path
 from ..backends.onnxruntime import OnnxRuntimeRunner
 from ..errors import UsageError
 from .calibration import CalibrationSet
@@ -153,8 +154,25 @@ def calibrate(fp32_path: Path, calib: CalibrationSet, method: str, target: str, 
             calibrator.collect_data(_Reader(input_name, calib.tensors[i:i + CALIB_BATCH]))
         ranges = calibrator.compute_data()
         del calibrator
-    save_tensors_data(ranges, cache_path)
+    with atomic_path(cache_path) as tmp:  # a killed run never leaves half a cache behind
+        save_tensors_data(ranges, tmp)
     return round(time.perf_counter() - start, 3)
+
+
+def cache_problem(cache_path: Path, fp32: onnx.ModelProto) -> str | None:
+    """Why a calibration cache file cannot be used for this graph (None: it can): unreadable, empty, or naming
+    tensors the graph does not have (a cache of another model or export put in its place)."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    try:
+        ranges = load_tensors_data(cache_path).data
+    except Exception as exc:  # ORT raises JSON, key and type errors for a damaged file
+        return f"is not a readable calibration cache ({exc.__class__.__name__})"
+    tensors = {i.name for i in fp32.graph.input} | {o for n in fp32.graph.node for o in n.output}
+    unknown = sorted(set(ranges) - tensors)
+    if not ranges or unknown:
+        return f"does not fit this graph ({len(unknown)} unknown tensors, e.g. {unknown[:3]})" if unknown else "is empty"
+    return None
 
 
 def quantize(fp32_path: Path, out_path: Path, cache_path: Path, method: str, target: str,
@@ -311,14 +329,17 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
              "target": target, "calib_size": len(calib.tensors)}
     key = cache_key(**parts)
     cache_path = Path(cache_dir) / f"{key}.json"
-    hit = cache_path.is_file() and not recalibrate
-    if hit:
+    unusable = cache_problem(cache_path, fp32) if cache_path.is_file() and not recalibrate else None
+    if cache_path.is_file() and not recalibrate and unusable is None:
         status = "cache hit"
     else:
+        if unusable:
+            progress(f"warning: the calibration cache {cache_path} {unusable}; calibrating again")
         progress(f"calibrating ({method}, {len(calib.tensors)} tensors)")
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         timings["calibrate"] = calibrate(fp32_path, calib, method, target, cache_path, input_name)
-        status = "recalibrated (forced)" if recalibrate and cache_path.is_file() else "computed"
+        status = ("recalibrated (forced)" if recalibrate and cache_path.is_file() else
+                  f"rebuilt: the cached file {unusable}" if unusable else "computed")
     macs = layer_macs(fp32)
     total_macs = sum(macs.values()) or 1
 

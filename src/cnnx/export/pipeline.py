@@ -21,7 +21,8 @@ from typing import Callable
 import onnx
 
 from .. import parity
-from ..artifacts import artifact_lock, atomic_path, prepare_output_dir, sha256_file, tool_versions, utc_now, write_error
+from ..artifacts import (artifact_lock, atomic_path, prepare_output_dir, scratch_path, sha256_file, tool_versions,
+                         utc_now)
 from ..backends.onnxruntime import OnnxRuntimeRunner
 from ..backends.torch import TorchRunner
 from ..check import CheckData, CheckResult, check_data, check_runner
@@ -84,8 +85,17 @@ class ExportResult:
         return None if self.check is None else self.check.passed
 
 
-def artifact_name(model: str, precision: str) -> str:
-    return f"{model}-{precision}.onnx"
+def artifact_name(model: str, precision: str, q_dq_form: str = int8.DEFAULT_TARGET) -> str:
+    """`<model>-<precision>.onnx`; the int8 Q/DQ form for ONNX Runtime's CPU path is `<model>-int8-cpu.onnx`, so
+    exporting both forms into one folder keeps both."""
+    form = f"-{q_dq_form}" if precision == "int8" and q_dq_form != int8.DEFAULT_TARGET else ""
+    return f"{model}-{precision}{form}.onnx"
+
+
+def failed_name(path: Path) -> Path:
+    """Where an artifact that failed its parity check is kept: never under the name a deployment reads, so a
+    failing re-export leaves the previous good artifact in place."""
+    return path.with_name(f"{path.stem}.failed{path.suffix}")
 
 
 def weights_source(weights: str | Path | None, seed: int) -> dict:
@@ -147,49 +157,54 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     results: list[ExportResult] = []
     written: dict[str, Path] = {}
     for precision in precisions:
-        path = out / artifact_name(spec.name, precision)
-        check_inputs = data
-        # One writer per artifact at a time; the artifact is renamed into place only after the check (run on
-        # the bytes in memory) and after its manifest: a run killed in between leaves nothing loadable.
-        with artifact_lock(path), atomic_path(path) as tmp:
+        path = out / artifact_name(spec.name, precision, options.q_dq_form)
+        with artifact_lock(path):  # one writer per artifact at a time
             if precision == "int8":
-                check_inputs, variant_info = stage(
-                    "quantizing to int8", "int8", _write_int8, tmp, graph, out, spec, model, calib, weights_info,
-                    options, simplify_info, progress, written.get("fp32"))
-                proto = onnx.load(str(tmp))
+                with scratch_path(path) as tmp:  # the quantizer writes a file
+                    check_inputs, variant_info = stage(
+                        "quantizing to int8", "int8", _write_int8, tmp, graph, out, spec, model, calib,
+                        weights_info, options, simplify_info, progress, written.get("fp32"))
+                    proto = onnx.load(str(tmp))
             else:
-                proto, variant_info = graph, {}
+                check_inputs, proto, variant_info = data, graph, {}
                 if precision == "fp16":
                     proto, variant_info = stage("converting to fp16", "fp16", to_fp16, graph, sample,
                                                 lrn_nodes(exported))
-            progress(f"writing {path}")
             payload = stamp(proto, spec.name, precision).SerializeToString()
-            try:
-                tmp.write_bytes(payload)
-            except OSError as exc:
-                raise write_error(path, exc, len(payload)) from None
-            artifact_nodes = len(proto.graph.node)
             check = None
-            if options.check:
+            if options.check:  # on the bytes in memory, before anything is written
                 check = stage(f"checking {path.name} against eager PyTorch", f"check_{precision}", check_runner,
                               OnnxRuntimeRunner(payload), check_inputs, artifact=str(path), model=spec.name,
                               precision=precision, thresholds=options.thresholds.get(precision))
+            final = path if check is None or check.passed else failed_name(path)
             manifest = OnnxManifest(
-                artifact=path.name, artifact_sha256=hashlib.sha256(payload).hexdigest(), artifact_bytes=len(payload),
-                model=spec.name, family=spec.family, variant=spec.variant, precision=precision, opset=options.opset,
-                input=TensorSpec(INPUT_NAME, ("batch", *spec.input_shape)),
-                output=TensorSpec(OUTPUT_NAME, ("batch", 1000)),
-                preprocess=spec.preprocess, weights=weights_info,
+                artifact=final.name, artifact_sha256=hashlib.sha256(payload).hexdigest(),
+                artifact_bytes=len(payload), model=spec.name, family=spec.family, variant=spec.variant,
+                precision=precision, opset=options.opset, input=TensorSpec(INPUT_NAME, ("batch", *spec.input_shape)),
+                output=TensorSpec(OUTPUT_NAME, ("batch", 1000)), preprocess=spec.preprocess, weights=weights_info,
                 nodes={"exported": len(exported.graph.node), "simplified": len(graph.graph.node),
-                       "artifact": artifact_nodes},
+                       "artifact": len(proto.graph.node)},
                 simplify=simplify_info, precision_details=variant_info, tools=tool_versions(), created=utc_now(),
-                timings_s=dict(timings), parity=check.to_dict() if check else None)
-            write_manifest(path, manifest)
-        written[precision] = path
-        results.append(ExportResult(path=path, manifest=manifest, check=check))
+                timings_s=dict(timings), parity=None)
+            progress(f"writing {final}")
+            _publish(final, payload, manifest, check)
+        written[precision] = final
+        results.append(ExportResult(path=final, manifest=manifest, check=check))
     for result in results:  # after every artifact is on disk: an unusable --target tensorrt keeps them
         result.engine = engine_for_artifact(result.path, options.target, max_batch=options.max_batch)
     return results
+
+
+def _publish(final: Path, payload: bytes, manifest: OnnxManifest, check: CheckResult | None) -> None:
+    """Write the artifact and its manifest (with the verdict). The manifest is renamed into place first and the
+    artifact last, so a run killed in between leaves nothing loadable: a manifest without its artifact, or
+    one that no longer matches an older artifact of the same name (refused by its sha256)."""
+    if check is not None:
+        check.artifact = str(final)
+        manifest.parity = check.to_dict()
+    with atomic_path(final, size=len(payload)) as tmp:
+        tmp.write_bytes(payload)
+        write_manifest(final, manifest)
 
 
 def _write_int8(path: Path, graph: onnx.ModelProto, out: Path, spec, model, calib, weights_info: dict,
@@ -198,8 +213,8 @@ def _write_int8(path: Path, graph: onnx.ModelProto, out: Path, spec, model, cali
     """Quantize the simplified fp32 graph into `path`. Returns the held-out check data (eager outputs of the
     held-out photos, never calibration images) and the manifest's precision details."""
     expected = TorchRunner(model)(calib.holdout)
-    check = CheckData(inputs=calib.holdout, expected=expected,
-                      described={**calib.holdout_described, "random": 0, "held_out": True})
+    check = CheckData.from_arrays(calib.holdout, expected,
+                                  {**calib.holdout_described, "random": 0, "held_out": True})
     key_parts = {"model": spec.name, "weights": weights_info, "opset": options.opset,
                  "simplified": bool(simplify_info.get("applied")), "onnxruntime": tool_versions().get("onnxruntime")}
     with contextlib.ExitStack() as stack:
