@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -47,9 +48,43 @@ class StageProgress:
         elif not self.quiet:
             err_console.print(f"- {stage}", style="dim", highlight=False, markup=False)
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Stop the spinner while something else draws on the terminal (a download's progress bar)."""
+        if self.status:
+            self.status.stop()
+        try:
+            yield
+        finally:
+            if self.status:
+                self.status.start()
+
 
 def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)
+
+
+def _pretrained_value(ctx, param, value):
+    """`--pretrained` takes an optional value, so `--pretrained resnet50` would read the model name as one."""
+    if value is None:
+        return None
+    from ..weights.pretrained import version_names
+
+    if value.strip().lower() not in version_names():
+        raise click.BadParameter(f"'{value}' is not a weights version: use plain --pretrained (the publisher's "
+                                 "default), v1 or v2, after the model name (or write --pretrained=v2)")
+    return value
+
+
+def pretrained_option(fn):
+    """`--pretrained [v1|v2]`: the publisher's ImageNet weights by name, downloaded once into the cache and
+    sha256-verified (cnnx.weights.resolve_weights does the rest)."""
+    return click.option(
+        "--pretrained", is_flag=False, flag_value="default", default=None, metavar="[v1|v2]",
+        callback=_pretrained_value,
+        help="Load the publisher's ImageNet weights (downloaded once into $CNNX_HOME, sha256-verified): plain "
+             "--pretrained = the default (torchvision's IMAGENET1K_V2 where it exists, else V1), or v1 / v2. "
+             "Not with --weights.")(fn)
 
 
 def threshold_options(fn):
