@@ -32,6 +32,7 @@ class StageProgress:
         self.enabled = enabled and err_console.is_terminal
         self.status = err_console.status("") if self.enabled else None
         self.quiet = not enabled
+        self.stage = ""
 
     def __enter__(self):
         if self.status:
@@ -43,6 +44,7 @@ class StageProgress:
             self.status.__exit__(*exc)
 
     def __call__(self, stage: str) -> None:
+        self.stage = stage
         if self.status:
             self.status.update(stage)
         elif not self.quiet:
@@ -50,9 +52,11 @@ class StageProgress:
 
     @contextlib.contextmanager
     def paused(self):
-        """Stop the spinner while something else draws on the terminal (a download's progress bar)."""
+        """Stop the spinner while something else draws on the terminal (a download's progress bar), leaving
+        the current stage printed above it."""
         if self.status:
             self.status.stop()
+            err_console.print(self.stage, highlight=False, markup=False)
         try:
             yield
         finally:

@@ -119,10 +119,10 @@ def _download(file: WeightsFile, path: Path, progress: Progress) -> None:
         raise UsageError(f"cannot create the weights cache folder '{path.parent}' ({exc.strerror or exc})",
                          f"set {HOME_ENV} to a writable folder") from None
     progress(f"downloading {file.file_name} from {url}")
-    show_bar = sys.stderr.isatty()  # tqdm's bar on stderr, and only on a terminal: stdout stays clean for --json
     try:
         with _paused(progress):
-            download_url_to_file(url, str(path), hash_prefix=file.sha256, progress=show_bar)
+            # tqdm's bar on stderr, and only on a terminal (asked once the caller's display has let go of stderr)
+            download_url_to_file(url, str(path), hash_prefix=file.sha256, progress=sys.stderr.isatty())
     except HTTPError as exc:
         raise DownloadFailed(f"could not download {url}: HTTP {exc.code} {exc.reason}", hint) from None
     except URLError as exc:
