@@ -5,8 +5,9 @@ built from them.
     pretrained.py    the registry of published ImageNet weights (data/pretrained_weights.json), choosing one
     download.py      the cache of published weight files: download, sha256 verification, mirror
 
-`resolve_weights` settles the choice once (and fetches published weights); its result builds the model and
-says what the manifest records, so export, check and bench all load the same, verified file."""
+`resolve_weights` settles the choice once (every usage error, before any download); its result fetches
+published weights when the model is built and says what the manifest records, so export, check and bench all
+load the same, verified file. `recorded_weights` reads that record back."""
 
 from __future__ import annotations
 
