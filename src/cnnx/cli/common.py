@@ -86,9 +86,9 @@ def pretrained_option(fn):
     return click.option(
         "--pretrained", is_flag=False, flag_value="default", default=None, metavar="[v1|v2]",
         callback=_pretrained_value,
-        help="Load the publisher's ImageNet weights (downloaded once into $CNNX_HOME, sha256-verified): plain "
-             "--pretrained = the default (torchvision's IMAGENET1K_V2 where it exists, else V1), or v1 / v2. "
-             "Not with --weights.")(fn)
+        help="Load the publisher's ImageNet weights (downloaded once into $CNNX_HOME or ~/.cache/cnnx, "
+             "sha256-verified): plain --pretrained = the default (torchvision's IMAGENET1K_V2 where it exists, "
+             "else V1), or v1 / v2. Not with --weights.")(fn)
 
 
 def threshold_options(fn):
