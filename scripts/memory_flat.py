@@ -1,8 +1,9 @@
 """Peak memory of `cnnx predict FOLDER` and `cnnx check --images FOLDER` for a small and a large folder.
 
 Both commands stream the folder in bounded batches, so their peak RSS should not grow with the number of
-images. Each command runs in its own process; the peak RSS is that process's ru_maxrss. The images are the
-shipped sample photos, re-encoded as 640x480 JPEGs and repeated to fill the folder.
+images. Each command runs in its own process; its peak RSS is VmHWM from /proc (ru_maxrss would also count the
+memory of this script at the moment it forked the process). The images are the shipped sample photos,
+re-encoded as 640x480 JPEGs and repeated to fill the folder.
 
     python scripts/memory_flat.py --counts 100,2000 --model nin
 """
@@ -23,15 +24,16 @@ from cnnx.data import sample_images
 from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.hardware import describe, machine_info
 
-# Runs the cnnx command line in this process and prints the process's peak RSS (KiB on Linux) to stderr.
+# Runs the cnnx command line in this process and prints the process's peak RSS (KiB) to stderr.
 MEASURE = """
-import resource, runpy, sys
+import runpy, sys
 sys.argv = ["cnnx", *sys.argv[1:]]
 try:
     runpy.run_module("cnnx", run_name="__main__")
-except SystemExit as done:
-    code = done.code
-print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+except SystemExit:
+    pass
+peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print("PEAK_RSS_KIB", peak, file=sys.stderr)
 """
 
 

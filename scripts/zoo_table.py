@@ -21,13 +21,17 @@ def zoo_markdown() -> str:
     return "\n".join(rows)
 
 
+def publish(marker: str, content: str) -> None:
+    """With --readme, replace what lies between `<!-- MARKER:BEGIN -->` and `<!-- MARKER:END -->` in README.md
+    with `content`; else print it."""
+    if "--readme" not in sys.argv:
+        print(content)
+        return
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    text = re.sub(rf"(<!-- {marker}:BEGIN -->\n).*?(<!-- {marker}:END -->)", lambda m: m[1] + content + "\n" + m[2],
+                  readme.read_text(), flags=re.S)
+    readme.write_text(text)
+
+
 if __name__ == "__main__":
-    table = zoo_markdown()
-    if "--readme" in sys.argv:
-        readme = Path(__file__).resolve().parents[1] / "README.md"
-        text = readme.read_text()
-        text = re.sub(r"(<!-- ZOO:BEGIN -->\n).*?(<!-- ZOO:END -->)", lambda m: m[1] + table + "\n" + m[2],
-                      text, flags=re.S)
-        readme.write_text(text)
-    else:
-        print(table)
+    publish("ZOO", zoo_markdown())

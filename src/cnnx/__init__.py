@@ -11,7 +11,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from .errors import BackendUnavailable, CheckFailed, CnnxError, UsageError
+from .errors import BackendUnavailable, CheckFailed, CnnxError, DownloadFailed, UsageError
 
 try:
     __version__ = version("cnnx")
@@ -21,6 +21,7 @@ except PackageNotFoundError:  # running from a source tree
 # public name -> submodule that defines it; imported on first access
 _LAZY = {
     "create_model": "weights",
+    "pretrained_weights": "weights",
     "get_spec": "models.registry",
     "list_models": "models.registry",
     "ModelSpec": "models.registry",
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __g
     from .models.registry import ModelSpec, get_spec, list_models
     from .export.pipeline import ExportOptions, export_model
     from .runtime import Predictor, load
-    from .weights import create_model
+    from .weights import create_model, pretrained_weights
 
 
 def __getattr__(name: str):
@@ -49,6 +50,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["create_model", "get_spec", "list_models", "ModelSpec", "load", "Predictor", "export_model",
-           "ExportOptions", "CnnxError",
-           "UsageError", "CheckFailed", "BackendUnavailable", "__version__"]
+__all__ = ["create_model", "pretrained_weights", "get_spec", "list_models", "ModelSpec", "load", "Predictor",
+           "export_model", "ExportOptions", "CnnxError", "UsageError", "CheckFailed", "BackendUnavailable",
+           "DownloadFailed", "__version__"]

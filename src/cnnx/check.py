@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from torch import nn
@@ -18,7 +20,7 @@ from .data import image_files, load_image, preprocess, sample_images, sample_spl
 from .errors import UsageError
 from .manifest import OnnxManifest, read_manifest
 from .models.registry import ModelSpec, get_spec
-from .weights import create_model
+from .weights import create_model, recorded_weights
 
 RANDOM_INPUTS = 2  # besides the photos: random inputs reach value ranges photos do not
 CHECK_BATCH = 16  # inputs per inference: memory stays flat however many photos --images holds
@@ -94,15 +96,14 @@ def compare_runner(data: CheckData, runner, thresholds: parity.Thresholds) -> tu
     return parity.judge(metrics, thresholds), metrics, per_batch
 
 
-def eager_model(model: str, weights_info: dict, weights: str | Path | None = None) -> nn.Module:
+def eager_model(model: str, weights_info: dict, weights: str | Path | None = None,
+                progress: Callable[[str], None] = lambda stage: None) -> nn.Module:
     """Rebuild the eager model an artifact was exported from, as its manifest's `weights` entry describes it
-    (a checkpoint path or a seed); `weights` overrides the checkpoint."""
-    if weights is None and weights_info.get("source") == "checkpoint":
-        weights = weights_info.get("path")
-        if not weights or not Path(weights).is_file():
-            raise UsageError(f"the checkpoint this artifact was exported from ('{weights}') is not there",
-                             "pass it with --weights PATH")
-    return create_model(model, weights=weights, seed=weights_info.get("seed", 0))
+    (a seed, a checkpoint path, or published weights fetched again and checked against the recorded sha256);
+    `weights` overrides it with a checkpoint file."""
+    if weights is not None:
+        return create_model(model, weights=weights)
+    return recorded_weights(model, weights_info).build(progress=progress)
 
 
 def reference_data(model: nn.Module, spec: ModelSpec, precision: str,
@@ -129,13 +130,14 @@ def check_runner(runner: Runner, data: CheckData, *, artifact: str, model: str, 
 
 def check_artifact(path: str | Path, *, images: str | Path | None = None, weights: str | Path | None = None,
                    thresholds: parity.Thresholds | None = None, backend: str = "onnxruntime",
-                   threads: int | None = None) -> CheckResult:
+                   threads: int | None = None, progress: Callable[[str], None] = lambda stage: None) -> CheckResult:
     """Check one exported artifact on `backend` against the eager model its manifest describes."""
     start = time.perf_counter()
     path = Path(path)
     manifest = read_manifest(path, OnnxManifest)
-    spec = get_spec(manifest.model)
-    data = reference_data(eager_model(spec.name, manifest.weights, weights), spec, manifest.precision, images)
+    # the artifact's own preprocessing (published weights bring their evaluation transform)
+    spec = dataclasses.replace(get_spec(manifest.model), preprocess=manifest.preprocess)
+    data = reference_data(eager_model(spec.name, manifest.weights, weights, progress), spec, manifest.precision, images)
     runner = artifact_runner(backend, path, threads=threads)
     result = check_runner(runner, data, artifact=str(path), model=spec.name, precision=manifest.precision,
                           thresholds=thresholds)

@@ -31,3 +31,10 @@ class BackendUnavailable(CnnxError):
     """A required backend or hardware is not usable on this machine (exit 3)."""
 
     exit_code = 3
+
+
+class DownloadFailed(CnnxError):
+    """Published weights could not be obtained: offline, host unreachable, HTTP error, or a download that failed
+    its sha256 check (exit 3, like any required resource that is unavailable here)."""
+
+    exit_code = 3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -52,22 +52,29 @@ class Workload:
 
     def __init__(self, target: str, out_dir: str | Path, threads: int | None, device: str,
                  progress: Callable[[str], None], batches: tuple[int, ...] = (1,),
-                 weights: str | Path | None = None, seed: int = 0, export_kwargs: dict | None = None):
-        from ..export.pipeline import weights_source
+                 weights: str | Path | None = None, seed: int = 0, export_kwargs: dict | None = None,
+                 pretrained: bool | str | None = None):
+        from ..weights import resolve_weights
 
         self.device, self.threads, self.progress, self.batches = device, threads, progress, batches
         self.out_dir = Path(out_dir)
-        self.export_kwargs = {"weights": weights, "seed": seed, **(export_kwargs or {})}
+        self.export_kwargs = {"weights": weights, "pretrained": pretrained, "seed": seed, **(export_kwargs or {})}
         self.artifacts: dict[str, Path] = {}
         self.fixed_artifact = target.endswith(".onnx") or Path(target).is_file()
         if self.fixed_artifact:
+            if pretrained not in (None, False):
+                raise UsageError("--pretrained applies to MODEL names; an artifact is timed with the weights it "
+                                 "was exported with", f"drop --pretrained, or bench the model: cnnx bench MODEL "
+                                 "--pretrained")
             manifest = read_manifest(target, OnnxManifest)
-            self.spec: ModelSpec = get_spec(manifest.model)
+            self.spec: ModelSpec = replace(get_spec(manifest.model), preprocess=manifest.preprocess)
             self.artifacts[manifest.precision] = Path(target)
             self.weights = manifest.weights
         else:
-            self.spec = get_spec(target)
-            self.weights = weights_source(weights, seed)
+            resolved = resolve_weights(target, weights=weights, pretrained=pretrained, seed=seed)
+            self.spec = resolved.spec  # with the preprocessing of the weights (published weights bring their own)
+            resolved.local_file(progress)  # published weights: fetched (and verified) once, here
+            self.weights = resolved.record()
         self._eager = None
 
     @property
@@ -76,7 +83,7 @@ class Workload:
             from ..check import eager_model
 
             self.progress(f"building {self.spec.name}")
-            self._eager = eager_model(self.spec.name, self.weights)
+            self._eager = eager_model(self.spec.name, self.weights, progress=self.progress)
         return self._eager
 
     def inputs(self, batch: int) -> np.ndarray:
@@ -129,7 +136,8 @@ class Workload:
 def run_bench(target: str, *, backends: tuple[str, ...] | None = None, precisions=("fp32",), batches=(1,),
               threads: int | None = None, warmup_ms: float = 200, duration_s: float = 3.0, min_iters: int = 10,
               device: str | None = None, out_dir: str | Path = "export", weights: str | Path | None = None,
-              seed: int = 0, export_kwargs: dict | None = None, progress: Callable[[str], None] = lambda s: None) -> BenchReport:
+              seed: int = 0, pretrained: bool | str | None = None, export_kwargs: dict | None = None,
+              progress: Callable[[str], None] = lambda s: None) -> BenchReport:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     explicit = backends is not None
     backends = tuple(backends or BACKENDS)
@@ -138,7 +146,8 @@ def run_bench(target: str, *, backends: tuple[str, ...] | None = None, precision
         for backend, reason in reasons.items():
             if reason:
                 raise BackendUnavailable(f"backend '{backend}' is unavailable: {reason}")
-    workload = Workload(target, out_dir, threads, device, progress, tuple(batches), weights, seed, export_kwargs)
+    workload = Workload(target, out_dir, threads, device, progress, tuple(batches), weights=weights, seed=seed,
+                        export_kwargs=export_kwargs, pretrained=pretrained)
     report = BenchReport(model=workload.spec.name, device=device, threads=threads,
                          machine=machine_info(threads), settings={
                              "backends": list(backends), "precisions": list(precisions), "batches": list(batches),

@@ -7,7 +7,8 @@ import click
 from ..backends import PRECISIONS
 from ..backends import names as backend_names
 from ..errors import BackendUnavailable
-from .common import SEED, StageProgress, console, emit_json, json_option, parse_batches, parse_list, say
+from .common import (SEED, StageProgress, console, emit_json, json_option, parse_batches, parse_list,
+                     pretrained_option, say)
 
 
 @click.command("bench")
@@ -23,7 +24,9 @@ from .common import SEED, StageProgress, console, emit_json, json_option, parse_
 @click.option("--min-iters", type=click.IntRange(1), default=10, show_default=True, help="Minimum timed iterations per case.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Device of the PyTorch backends.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint to load (MODEL targets).")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the initialisation without --weights.")
+@pretrained_option
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the initialisation without --weights or --pretrained.")
 @click.option("--out", "out_dir", default="export", show_default=True,
               help="Where ONNX artifacts are found or exported.")
 @click.option("--calib-data", default="samples", show_default=True,
@@ -32,8 +35,8 @@ from .common import SEED, StageProgress, console, emit_json, json_option, parse_
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Also write a CSV here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG plot (latency vs batch) here.")
-def bench_cmd(target, backends, precision, batch, threads, warmup_ms, duration, min_iters, device, weights, seed,
-              out_dir, calib_data, as_json, csv_path, plot_path) -> None:
+def bench_cmd(target, backends, precision, batch, threads, warmup_ms, duration, min_iters, device, weights, pretrained,
+              seed, out_dir, calib_data, as_json, csv_path, plot_path) -> None:
     """Measure latency and throughput of MODEL (or one ARTIFACT) across backends, side by side."""
     from ..bench.suite import run_bench
     from ..hardware import describe
@@ -51,7 +54,8 @@ def bench_cmd(target, backends, precision, batch, threads, warmup_ms, duration, 
     with StageProgress(not as_json) as progress:
         report = run_bench(target, backends=chosen, precisions=precisions, batches=batches, threads=threads,
                            warmup_ms=warmup_ms, duration_s=duration, min_iters=min_iters, device=device,
-                           out_dir=out_dir, weights=weights, seed=seed, export_kwargs=export_kwargs,
+                           out_dir=out_dir, weights=weights, pretrained=pretrained, seed=seed,
+                           export_kwargs=export_kwargs,
                            progress=progress)
     if csv_path:
         write_bench_csv(report, csv_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -34,6 +35,7 @@ class StageProgress:
         self.enabled = enabled and err_console.is_terminal
         self.status = err_console.status("") if self.enabled else None
         self.quiet = not enabled
+        self.stage = ""
 
     def __enter__(self):
         if self.status:
@@ -45,14 +47,51 @@ class StageProgress:
             self.status.__exit__(*exc)
 
     def __call__(self, stage: str) -> None:
+        self.stage = stage
         if self.status:
             self.status.update(escape(stage))  # stages name files: brackets in a path are not markup
         elif not self.quiet:
             err_console.print(f"- {stage}", style="dim", highlight=False, markup=False, soft_wrap=True)
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Stop the spinner while something else draws on the terminal (a download's progress bar), leaving
+        the current stage printed above it."""
+        if self.status:
+            self.status.stop()
+            err_console.print(self.stage, highlight=False, markup=False)
+        try:
+            yield
+        finally:
+            if self.status:
+                self.status.start()
+
 
 def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)
+
+
+def _pretrained_value(ctx, param, value):
+    """`--pretrained` takes an optional value, so `--pretrained resnet50` would read the model name as one."""
+    if value is None:
+        return None
+    from ..weights.pretrained import version_names
+
+    if value.strip().lower() not in version_names():
+        raise click.BadParameter(f"'{value}' is not a weights version: use plain --pretrained (the publisher's "
+                                 "default), v1 or v2, after the model name (or write --pretrained=v2)")
+    return value
+
+
+def pretrained_option(fn):
+    """`--pretrained [v1|v2]`: the publisher's ImageNet weights by name, downloaded once into the cache and
+    sha256-verified (cnnx.weights.resolve_weights does the rest)."""
+    return click.option(
+        "--pretrained", is_flag=False, flag_value="default", default=None, metavar="[v1|v2]",
+        callback=_pretrained_value,
+        help="Load the publisher's ImageNet weights (downloaded once into $CNNX_HOME or ~/.cache/cnnx, "
+             "sha256-verified): plain --pretrained = the default (torchvision's IMAGENET1K_V2 where it exists, "
+             "else V1), or v1 / v2. Not with --weights.")(fn)
 
 
 def threshold_options(fn):

@@ -6,8 +6,8 @@ import click
 
 from ..backends import names as backend_names
 from ..errors import CheckFailed, UsageError
-from .common import (SEED, StageProgress, console, emit_json, json_option, parse_precisions, say, threshold_options,
-                     thresholds_from)
+from .common import (SEED, StageProgress, console, emit_json, json_option, parse_precisions, pretrained_option,
+                     say, threshold_options, thresholds_from)
 
 
 @click.command("export")
@@ -16,7 +16,9 @@ from .common import (SEED, StageProgress, console, emit_json, json_option, parse
 @click.option("--precision", default=None, help="Comma-separated precisions to write, e.g. fp32,fp16.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="A torchvision/timm state-dict file (.pth/.safetensors) to load.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the initialisation without --weights.")
+@pretrained_option
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the initialisation without --weights or --pretrained.")
 @click.option("--out", "out_dir", default="export", show_default=True, help="Output folder.")
 @click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
@@ -40,7 +42,7 @@ from .common import (SEED, StageProgress, console, emit_json, json_option, parse
 @click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True, help="TensorRT profile's largest batch.")
 @json_option
 @threshold_options
-def export_cmd(name, fp16, precision, weights, seed, out_dir, opset, no_simplify, no_check, images, int8_flag,
+def export_cmd(name, fp16, precision, weights, pretrained, seed, out_dir, opset, no_simplify, no_check, images, int8_flag,
                calib_data, calib_size, calib_method, int8_target, int8_exclude, recalibrate, target, max_batch,
                as_json, **limits) -> None:
     """Export MODEL to ONNX (dynamic batch), simplified, in fp32/fp16/int8, with a parity check, and a
@@ -52,7 +54,7 @@ def export_cmd(name, fp16, precision, weights, seed, out_dir, opset, no_simplify
     precisions = parse_precisions(fp16, precision, int8_flag)
     exclude = int8_exclude if int8_exclude in (None, "auto") else [n.strip() for n in int8_exclude.split(",")]
     options = ExportOptions(
-        name, precisions=precisions, out_dir=out_dir, weights=weights, seed=seed, opset=opset,
+        name, precisions=precisions, out_dir=out_dir, weights=weights, pretrained=pretrained, seed=seed, opset=opset,
         simplify=not no_simplify, check=not no_check, images=images,
         thresholds={p: thresholds_from(limits, p) for p in precisions}, calib_data=calib_data,
         calib_size=calib_size, calib_method=calib_method, int8_target=int8_target, int8_exclude=exclude,
@@ -75,15 +77,18 @@ def export_cmd(name, fp16, precision, weights, seed, out_dir, opset, no_simplify
               help="Precisions to export and check for MODEL names (files carry their own).")
 @click.option("--images", type=click.Path(), default=None, help="Folder of images (default: shipped photos).")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint of the eager reference (default: what the manifest names).")
+              help="Checkpoint: the weights MODEL names are exported with; for FILE.onnx, the eager reference "
+                   "(default: what the manifest names).")
+@pretrained_option
 @click.option("--backend", type=click.Choice(backend_names(runs=("onnx", "plan"))), default="onnxruntime",
               show_default=True, help="Where artifacts run (tensorrt builds or reuses a plan from the ONNX file).")
 @json_option
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")
 @threshold_options
-def check_cmd(targets, check_all, precision, images, weights, backend, as_json, junit, **limits) -> None:
+def check_cmd(targets, check_all, precision, images, weights, pretrained, backend, as_json, junit, **limits) -> None:
     """Compare artifacts (FILE.onnx) or freshly exported models (MODEL) with eager PyTorch fp32.
 
+    --pretrained exports MODEL names with their published weights (with --all: every model that has them).
     Exit 0 when every artifact passes, 1 when one fails its thresholds."""
     import tempfile
     from pathlib import Path
@@ -93,8 +98,9 @@ def check_cmd(targets, check_all, precision, images, weights, backend, as_json, 
     from ..export.pipeline import ExportOptions, export_model
     from ..manifest import OnnxManifest, read_manifest
     from ..models.registry import get_spec, list_models
+    from ..weights import weights_for
 
-    names = [s.name for s in list_models()] if check_all else []
+    names = [s.name for s in list_models() if not pretrained or weights_for(s.name)] if check_all else []
     files = []
     for target in targets:
         if target.endswith(".onnx") or Path(target).exists():
@@ -103,6 +109,9 @@ def check_cmd(targets, check_all, precision, images, weights, backend, as_json, 
             names.append(get_spec(target).name)  # unknown names fail here, before any work
     if not files and not names:
         raise UsageError("nothing to check", "name artifacts (FILE.onnx), models, or pass --all")
+    if pretrained and files:
+        raise UsageError("--pretrained applies to MODEL names; an artifact is checked against the weights its "
+                         "manifest records", "drop --pretrained for FILE.onnx targets")
     if images is not None:
         from ..data import image_files
 
@@ -114,16 +123,17 @@ def check_cmd(targets, check_all, precision, images, weights, backend, as_json, 
             progress(f"checking {f}")
             file_precision = read_manifest(f, OnnxManifest).precision
             results.append(check_artifact(f, images=images, weights=weights, backend=backend,
-                                          thresholds=thresholds_from(limits, file_precision)))
+                                          thresholds=thresholds_from(limits, file_precision), progress=progress))
         for name in names:  # int8 variants of MODEL names are calibrated on the shipped photos
             on_ort = backend == "onnxruntime"
             options = ExportOptions(name, precisions=precisions, out_dir=tmp, images=images, check=on_ort,
+                                    weights=weights, pretrained=pretrained,
                                     thresholds={p: thresholds_from(limits, p) for p in precisions},
                                     calib_data="samples" if "int8" in precisions else None, target="onnx",
                                     int8_target=int8.DEFAULT_TARGET)
             results += [r.check if on_ort else
                         check_artifact(r.path, images=images, backend=backend,
-                                       thresholds=thresholds_from(limits, r.manifest.precision))
+                                       thresholds=thresholds_from(limits, r.manifest.precision), progress=progress)
                         for r in export_model(options, progress)]
     from .render import parity_table, write_junit
 

@@ -88,6 +88,9 @@ def render_exports(results, as_json: bool) -> None:
             say(f"TensorRT engine: not built: {engine.reason}. On a machine with an NVIDIA GPU and TensorRT run: "
                 f"{engine.command}")
             break  # the reason is the same for every artifact
+    weights = results[0].manifest.weights if results else {}
+    if weights.get("source") == "pretrained":
+        say(f"weights: {weights['publisher']} {weights['name']} ({weights['file_name']}, sha256 {weights['sha256']})")
     say(f"next: {shlex.join(['cnnx', 'check', *(str(r.path) for r in results)])}")
 
 

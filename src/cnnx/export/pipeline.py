@@ -21,8 +21,7 @@ from typing import Callable
 import onnx
 
 from .. import parity
-from ..artifacts import (artifact_lock, atomic_path, prepare_output_dir, scratch_path, sha256_file, tool_versions,
-                         utc_now)
+from ..artifacts import artifact_lock, atomic_path, prepare_output_dir, scratch_path, tool_versions, utc_now
 from ..backends.onnxruntime import OnnxRuntimeRunner
 from ..backends.torch import TorchRunner
 from ..check import CheckData, CheckResult, check_data, check_runner
@@ -30,7 +29,7 @@ from ..data import image_files, load_batch, sample_images
 from ..errors import UsageError
 from ..manifest import OnnxManifest, TensorSpec, write_manifest
 from ..models.registry import get_spec
-from ..weights import create_model
+from ..weights import resolve_weights
 from . import int8
 from .calibration import DEFAULT_CALIB_SIZE, load_calibration
 from .engines import TARGETS, EngineOutcome, engine_for_artifact
@@ -51,6 +50,7 @@ class ExportOptions:
     precisions: tuple[str, ...] = ("fp32",)
     out_dir: str | Path = "export"
     weights: str | Path | None = None  # a torchvision/timm state dict; None: seeded initialisation
+    pretrained: bool | str | None = None  # published ImageNet weights: True (the default), "v1", "v2"
     seed: int = 0
     opset: int = DEFAULT_OPSET
     simplify: bool = True
@@ -98,13 +98,6 @@ def failed_name(path: Path) -> Path:
     return path.with_name(f"{path.stem}.failed{path.suffix}")
 
 
-def weights_source(weights: str | Path | None, seed: int) -> dict:
-    """How the eager model is made, as recorded in manifests: a checkpoint (path + sha256) or a seed."""
-    if weights is None:
-        return {"source": "seed", "seed": seed}
-    return {"source": "checkpoint", "path": str(Path(weights).resolve()), "sha256": sha256_file(weights)}
-
-
 def _validate(options: ExportOptions) -> tuple[str, ...]:
     """Every option problem is a UsageError raised before any work; returns the precisions in export order."""
     unknown = [p for p in options.precisions if p not in PRECISIONS]  # lower case: the CLI folds case
@@ -122,6 +115,10 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     simplified fp32 graph (export/int8.py); its check uses held-out photos only."""
     spec = get_spec(options.model)
     precisions = _validate(options)
+    # The weights' evaluation transform (published weights bring their own) becomes the spec's preprocessing,
+    # so the check, the calibration and the manifest all use it. Published weights are fetched at the build.
+    resolved = resolve_weights(spec.name, weights=options.weights, pretrained=options.pretrained, seed=options.seed)
+    spec = resolved.spec
     calib = None
     if "int8" in precisions:  # every calibration-data problem fails here, before anything is written
         int8.validate_options(options.calib_method, options.q_dq_form, options.int8_exclude)
@@ -138,8 +135,7 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
         timings[key] = round(time.perf_counter() - start, 3)
         return result
 
-    model = stage(f"building {spec.name}", "build", create_model, spec.name, weights=options.weights,
-                  seed=options.seed)
+    model = stage(f"building {spec.name}", "build", resolved.build, progress=progress)
     # Bad images fail here, before any file is written; eager outputs are computed once for all precisions.
     data = None
     if options.check:
@@ -153,7 +149,7 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     if calib is not None and options.int8_exclude not in (None, "auto"):
         int8.check_exclude(graph, list(options.int8_exclude))  # before any artifact is written
 
-    weights_info = weights_source(options.weights, options.seed)
+    weights_info = resolved.record()
     results: list[ExportResult] = []
     written: dict[str, Path] = {}
     for precision in precisions:

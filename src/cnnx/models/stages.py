@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .registry import ModelSpec
-from ..weights import aux_head_names
+from ..weights.checkpoints import aux_head_names
 
 
 def stage_shapes(model: nn.Module, spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:

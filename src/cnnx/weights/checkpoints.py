@@ -1,4 +1,5 @@
-"""Model weights: loading torchvision / timm checkpoints, and deterministic seeded initialisation."""
+"""State dicts: reading torchvision / timm checkpoint files, loading them into a zoo model (or saying exactly why
+they do not fit), and deterministic seeded initialisation for models without a checkpoint."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UsageError
-from .models.registry import ModelSpec
+from ..errors import UsageError
+from ..models.registry import ModelSpec
 
 # Wrappers that training scripts put around a state dict.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module")
@@ -109,7 +110,7 @@ def initialize(model: nn.Module, spec: ModelSpec, seed: int) -> None:
     batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not batchnorms:
         return
-    from .data import load_batch, sample_images  # local import: data pulls in PIL
+    from ..data import load_batch, sample_images  # local import: data pulls in PIL
 
     images = torch.from_numpy(load_batch(sample_images(), spec.preprocess))
     for bn in batchnorms:
@@ -124,18 +125,4 @@ def initialize(model: nn.Module, spec: ModelSpec, seed: int) -> None:
     for bn in batchnorms:
         bn.momentum = 0.1
     model.eval()
-
-
-def create_model(name: str, *, weights: str | Path | None = None, seed: int = 0,
-                 num_classes: int = 1000) -> nn.Module:
-    """Build a zoo model in eval mode: loaded from a checkpoint, or initialised from `seed`."""
-    from .models.registry import get_spec
-
-    spec = get_spec(name)
-    model = spec.builder(num_classes=num_classes)
-    if weights is not None:
-        load_into(model, read_state_dict(weights), spec, str(weights))
-    else:
-        initialize(model, spec, seed)
-    return model.eval()
 
