@@ -61,7 +61,7 @@ def transforms() -> dict[str, tuple[str, object]]:
     import torchvision.models as tvm
     from torchvision.transforms._presets import ImageClassification
 
-    half = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    half = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
     inception = tvm.Inception_V3_Weights.IMAGENET1K_V1.transforms()
     googlenet = tvm.GoogLeNet_Weights.IMAGENET1K_V1.transforms()
     model = timm.create_model("inception_resnet_v2", pretrained=False)
@@ -71,19 +71,20 @@ def transforms() -> dict[str, tuple[str, object]]:
                         tvm.ResNet50_Weights.IMAGENET1K_V1.transforms()),
         "resnet50-v2": ("torchvision ResNet50_Weights.IMAGENET1K_V2.transforms()",
                         tvm.ResNet50_Weights.IMAGENET1K_V2.transforms()),
-        "inception-v3": ("torchvision Inception_V3_Weights.IMAGENET1K_V1.transforms() geometry, mean = std = 0.5 "
-                         "(the equivalent of transform_input=True)",
+        "inception-v3": (("torchvision Inception_V3_Weights.IMAGENET1K_V1.transforms() geometry, mean = std = 0.5 "
+                          "(the equivalent of transform_input=True)"),
                          ImageClassification(crop_size=inception.crop_size[0], resize_size=inception.resize_size[0],
                                              **half)),
-        "googlenet-tv": ("torchvision GoogLeNet_Weights.IMAGENET1K_V1.transforms() geometry, mean = std = 0.5 "
-                         "(the equivalent of transform_input=True)",
+        "googlenet-tv": (("torchvision GoogLeNet_Weights.IMAGENET1K_V1.transforms() geometry, mean = std = 0.5 "
+                          "(the equivalent of transform_input=True)"),
                          ImageClassification(crop_size=googlenet.crop_size[0], resize_size=googlenet.resize_size[0],
                                              **half)),
         "vgg16": ("torchvision VGG16_Weights.IMAGENET1K_V1.transforms()", tvm.VGG16_Weights.IMAGENET1K_V1.transforms()),
         "alexnet-tv": ("torchvision AlexNet_Weights.IMAGENET1K_V1.transforms()",
                        tvm.AlexNet_Weights.IMAGENET1K_V1.transforms()),
-        "inception-resnet-v2": (f"timm create_transform(**resolve_model_data_config(inception_resnet_v2)) "
-                                f"{timm_config}", timm.data.create_transform(**timm_config)),
+        "inception-resnet-v2": (
+            f"timm create_transform(**resolve_model_data_config(inception_resnet_v2)) {timm_config}",
+            timm.data.create_transform(**timm_config)),
         "pad-resize200-crop224": ("torchvision ImageClassification(crop_size=224, resize_size=200)",
                                   ImageClassification(crop_size=224, resize_size=200)),
     }

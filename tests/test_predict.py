@@ -119,16 +119,21 @@ PEAK_RSS_LIMIT_MB = 1024  # ~180 MB measured for predict on a 2-core machine; 1 
 
 def run_bounded(code: str, *args) -> tuple[subprocess.CompletedProcess, float]:
     """Run Python `code` in a child with at most 3 GiB of address space (a regression then fails with
-    MemoryError instead of eating the machine); returns the finished process and its peak RSS in MB."""
+    MemoryError instead of eating the machine; one thread per pool keeps thread stacks and malloc arenas from
+    reserving address space); returns the finished process and its peak RSS in MB."""
     prelude = textwrap.dedent("""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
         try:
         """)
-    epilogue = '\nfinally:\n    print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n'
+    epilogue = textwrap.dedent("""
+        finally:
+            print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+        """)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
-    run = subprocess.run([sys.executable, "-c", prelude + textwrap.indent(code, "    ") + epilogue, *map(str, args)],
-                         capture_output=True, text=True, timeout=300, env=env)
+    script = prelude + textwrap.indent(code, "    ") + epilogue
+    run = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                         timeout=300, env=env, check=False)
     peak_kb = run.stderr.split("peak-rss-kb")[-1].split()[0] if "peak-rss-kb" in run.stderr else "nan"
     return run, float(peak_kb) / 1024
 
@@ -176,7 +181,7 @@ def test_every_image_reader_handles_extreme_aspect_ratios(artifact, strips, tmp_
         report["calibration"] = list(load_calibration(folder, cnnx.get_spec("nin"), calib_size=4).tensors.shape)
         print(json.dumps(report))
         """)
-    run, peak_mb = run_bounded(code, artifact, folder)
+    run, _ = run_bounded(code, artifact, folder)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout) == {"classified": 6, "checked": 6, "calibration": [4, 3, 224, 224]}
 

@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import json
 from pathlib import Path
-
 from unittest import mock
 
 import numpy as np
@@ -22,7 +21,6 @@ import pytest
 from PIL import Image
 
 import cnnx.data
-
 from cnnx import get_spec
 from cnnx.data import MAX_RESIZED_PIXELS, Preprocess, load_image, preprocess, resized_size
 
@@ -79,7 +77,7 @@ def _resized_pixels(photo: str, name: str) -> int:
     return w * h
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resizing_whole(path: Path, name: str) -> np.ndarray:
     """preprocess() as it works for images whose resized size is within MAX_RESIZED_PIXELS (all but strips)."""
     with mock.patch.object(cnnx.data, "MAX_RESIZED_PIXELS", 1 << 62):

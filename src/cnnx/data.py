@@ -170,7 +170,7 @@ def crop_offset(size: int, crop: int) -> int:
     shorter than the crop is zero-padded first (the odd pixel on the right / bottom), a negative offset."""
     if size < crop:
         return -((crop - size) // 2)
-    return int(round((size - crop) / 2.0))
+    return round((size - crop) / 2.0)
 
 
 def preprocess(img: Image.Image, pre: Preprocess) -> np.ndarray:
