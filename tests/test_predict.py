@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +109,96 @@ def test_predict_a_folder_of_photos(run_cli, artifact, tmp_path):
 def test_predict_bad_artifact_is_a_usage_error(run_cli, tmp_path):
     result = run_cli("predict", tmp_path / "nothing.onnx", sample_images()[0])
     assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+# Extreme aspect ratios (issue 11): a 1 x 10000 PNG of ~125 bytes would be resized to 2,560,000 x 256 on its
+# short side (2.8 GB, 12 s in `cnnx predict`), a 30000 x 1 one to 7,680,000 x 256 (MemoryError, exit 4, the
+# whole batch lost). Only the center crop's region may be resized.
+PEAK_RSS_LIMIT_MB = 1024  # ~180 MB measured for predict on a 2-core machine; 1 x 10000 resized whole: 2.8 GB
+
+
+def run_bounded(code: str, *args) -> tuple[subprocess.CompletedProcess, float]:
+    """Run Python `code` in a child with at most 3 GiB of address space (a regression then fails with
+    MemoryError instead of eating the machine; one thread per pool keeps thread stacks and malloc arenas from
+    reserving address space); returns the finished process and its peak RSS in MB."""
+    prelude = textwrap.dedent("""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+        try:
+        """)
+    epilogue = textwrap.dedent("""
+        finally:
+            print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+        """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+    script = prelude + textwrap.indent(code, "    ") + epilogue
+    run = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                         timeout=300, env=env, check=False)
+    peak_kb = run.stderr.split("peak-rss-kb")[-1].split()[0] if "peak-rss-kb" in run.stderr else "nan"
+    return run, float(peak_kb) / 1024
+
+
+@pytest.fixture
+def strips(tmp_path) -> dict[str, Path]:
+    files = {"tall": tmp_path / "tall-1x10000.png", "wide": tmp_path / "wide-30000x1.png"}
+    Image.new("RGB", (1, 10_000), (200, 120, 40)).save(files["tall"])
+    Image.new("RGB", (30_000, 1), (40, 120, 200)).save(files["wide"])
+    return files
+
+
+def test_extreme_aspect_ratios_are_classified_in_bounded_memory(artifact, strips):
+    assert strips["tall"].stat().st_size < 200  # the issue's 124-byte image
+    photo = sample_images()[3]
+    run, peak_mb = run_bounded("from cnnx.cli import main\nmain()\n", "predict", artifact, strips["tall"],
+                               strips["wide"], photo, "--json", "--threads", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    report = json.loads(run.stdout)
+    assert report["classified"] == 3 and report["failed"] == 0
+    assert [Path(r["image"]).name for r in report["results"]] == [strips["tall"].name, strips["wide"].name,
+                                                                   photo.name]
+    assert peak_mb < PEAK_RSS_LIMIT_MB
+
+
+def test_every_image_reader_handles_extreme_aspect_ratios(artifact, strips, tmp_path):
+    """Predictor.classify, `cnnx check --images` and calibration folders preprocess as predict does."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in [*strips.values(), *sample_images()[:4]]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    code = textwrap.dedent("""
+        import json
+        from click.testing import CliRunner
+        import cnnx
+        from cnnx.cli import cli
+        from cnnx.export.calibration import load_calibration
+        from cnnx.data import image_files
+        artifact, folder = sys.argv[1:]
+        report = {"classified": len(cnnx.load(artifact).classify(image_files(folder), topk=1))}
+        result = CliRunner().invoke(cli, ["check", artifact, "--images", folder, "--json"])
+        assert result.exit_code == 0, result.output
+        report["checked"] = json.loads(result.stdout)["results"][0]["inputs"]["photos"]
+        report["calibration"] = list(load_calibration(folder, cnnx.get_spec("nin"), calib_size=4).tensors.shape)
+        print(json.dumps(report))
+        """)
+    run, _ = run_bounded(code, artifact, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout) == {"classified": 6, "checked": 6, "calibration": [4, 3, 224, 224]}
+
+
+def test_an_image_over_the_pixel_limit_fails_alone(run_cli, artifact, photo_modes, tmp_path, monkeypatch):
+    """Over Pillow's decompression-bomb limit: a PNG is refused by name (the limit and why), a JPEG is
+    decoded at reduced size (Image.draft); the other images still run."""
+    big_png, big_jpeg, small = tmp_path / "big.png", tmp_path / "big.jpg", tmp_path / "small.png"
+    photo = Image.open(photo_modes["rgb"])
+    photo.resize((240, 180)).save(big_png)
+    photo.resize((240, 180)).save(big_jpeg)
+    photo.resize((160, 120)).save(small)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200 * 150)  # 240 x 180 is over it, not twice over
+    result = run_cli("predict", artifact, big_png, big_jpeg, small, "--json")
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert report["classified"] == 2 and report["failed"] == 1
+    error = report["results"][0]["error"]
+    assert "big.png" in error and "240 x 180" in error and "decompression-bomb limit" in error
+    assert "predictions" in report["results"][1] and "predictions" in report["results"][2]

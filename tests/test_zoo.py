@@ -70,3 +70,10 @@ def test_seeded_initialisation_is_deterministic_and_seed_dependent():
 def test_names_accept_torchvision_spelling():
     assert cnnx.get_spec("ResNeXt50_32x4d").name == "resnext50-32x4d"
     assert math.isclose(cnnx.get_spec("inception_v3").gmacs, 5.713)
+
+
+def test_inception_resnet_v2_head_drops_nothing_as_timm():
+    """timm's InceptionResnetV2 defaults to drop_rate 0.0, so fine-tuning cnnx's model trains like timm's."""
+    model = cnnx.get_spec("inception-resnet-v2").builder().train()
+    features = torch.ones(8, 1536)
+    assert torch.equal(model.dropout(features), features)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -14,6 +15,7 @@ SAMPLES_DIR = Path(__file__).parent / "data" / "samples"
 LABELS_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+_SUPPORT = {Image.Resampling.BILINEAR: 1, Image.Resampling.BICUBIC: 2}  # the filters' radius (Pillow's Resample.c)
 
 # This module needs no torch: the runtime API (cnnx.runtime) preprocesses with it in inference-only installs.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,45 +95,120 @@ def image_files(folder: str | Path) -> list[Path]:
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode (grayscale, RGBA, CMYK, palette, 16-bit) as 8-bit RGB; transparency over white."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit and 32-bit integer greyscale: scale to 8 bits instead of clipping.
+    """Any PIL mode as 8-bit RGB: Pillow's `img.convert("RGB")` (what torchvision's examples do), except that
+    16- and 32-bit integer greyscale is scaled to 8 bits instead of clipped. Transparency is dropped, not
+    composited: the hidden RGB values stay, as with `convert("RGB")`."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / peak * 255.0, 0, 255).astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
+    if img.mode == "P" and "transparency" in img.info:
+        # the same pixels as convert("RGB"), without Pillow's warning about palette transparency
+        img = img.convert("RGBA")
     return img.convert("RGB")
 
 
+def _pixel_limit() -> int:
+    """Pillow's decompression-bomb threshold (Image.MAX_IMAGE_PIXELS, 89,478,485 by default; 0 = none)."""
+    return int(Image.MAX_IMAGE_PIXELS or 0)
+
+
+def _decode_reduced(img: Image.Image, path: Path) -> None:
+    """Bound the decoded size of an image over Pillow's pixel limit, before decoding it: a JPEG is decoded
+    at 1/2, 1/4 or 1/8 scale in the DCT (Image.draft), the least reduction that brings it under the limit;
+    any other format is refused, since decoding it whole is what the limit guards against."""
+    limit = _pixel_limit()
+    w, h = img.size
+    if not limit or w * h <= limit:
+        return
+    if img.format == "JPEG":
+        scale = next((s for s in (2, 4, 8) if -(-w // s) * -(-h // s) <= limit), 8)
+        img.draft(img.mode, (max(1, w // scale), max(1, h // scale)))
+        if img.size[0] * img.size[1] <= limit:
+            return
+    raise UsageError(f"image '{path}' is {w} x {h} = {w * h / 1e6:.1f} megapixels, more than cnnx decodes: "
+                     f"{limit / 1e6:.1f} megapixels (Pillow's decompression-bomb limit, Image.MAX_IMAGE_PIXELS; "
+                     "a JPEG up to twice that is decoded at reduced size)", "scale the image down first")
+
+
 def load_image(path: str | Path) -> Image.Image:
-    """Decode any common format and mode (grayscale, RGBA, CMYK, 16-bit) into 8-bit RGB."""
+    """Decode any common format and mode (greyscale, RGBA, CMYK, palette, 16-bit) into 8-bit RGB, as
+    `Image.open(path).convert("RGB")` does (see to_rgb); images over the pixel limit: see _decode_reduced."""
     path = Path(path)
     try:
         with Image.open(path) as img:
+            _decode_reduced(img, path)
             img.load()
             return to_rgb(img)
     except FileNotFoundError:
         raise UsageError(f"image '{path}' does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # over twice the limit: Pillow refuses to open it
+        raise UsageError(f"image '{path}' is too large to decode: {exc}", "scale the image down first") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UsageError(f"'{path}' is not a readable image ({exc.__class__.__name__}: {exc})",
                          "remove it or replace it with a valid image file") from None
+    except MemoryError:
+        raise UsageError(f"not enough memory to decode image '{path}'", "scale the image down first") from None
+
+
+# Above this many pixels, the resized image is never made whole: only the center crop's region of the
+# source is resized (see preprocess). Ordinary photos stay far below it (a 10:1 panorama at resize 342 is
+# 1.2 M pixels); a 1 x 10000 image resized to 256 on its short side would be 2,560,000 x 256 (655 M pixels).
+MAX_RESIZED_PIXELS = 1 << 22
+
+
+def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
+    """(width, height) after resizing the shorter side to `resize`, exactly as torchvision computes it
+    (transforms.functional._compute_resized_output_size: the long side is truncated, not rounded)."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(resize * long / short)
+    return (resize, new_long) if width <= height else (new_long, resize)
+
+
+def crop_offset(size: int, crop: int) -> int:
+    """Where torchvision's center_crop starts along one side: round-half-to-even of the margin / 2; a side
+    shorter than the crop is zero-padded first (the odd pixel on the right / bottom), a negative offset."""
+    if size < crop:
+        return -((crop - size) // 2)
+    return round((size - crop) / 2.0)
 
 
 def preprocess(img: Image.Image, pre: Preprocess) -> np.ndarray:
-    """Resize the shorter side to `pre.resize`, center-crop `pre.crop`, scale to [0,1], normalise.
-    Returns float32 CHW."""
+    """torchvision's Resize(pre.resize) -> CenterCrop(pre.crop) -> to_tensor -> Normalize(mean, std) on an
+    RGB PIL image, bit for bit; returns float32 CHW.
+
+    When the resized image would exceed MAX_RESIZED_PIXELS (extreme aspect ratios), only the crop's region
+    of the source is resized (Image.resize's `box`): the same filter centers and weights up to float
+    rounding, at the cost of the crop alone."""
     w, h = img.size
-    scale = pre.resize / min(w, h)
-    size = (max(pre.crop, round(w * scale)), max(pre.crop, round(h * scale)))
-    img = img.resize(size, _RESAMPLE[pre.interpolation])
-    left, top = (size[0] - pre.crop) // 2, (size[1] - pre.crop) // 2
-    img = img.crop((left, top, left + pre.crop, top + pre.crop))
+    new_w, new_h = resized_size(w, h, pre.resize)
+    left, top = crop_offset(new_w, pre.crop), crop_offset(new_h, pre.crop)
+    box = (left, top, left + pre.crop, top + pre.crop)
+    resample = _RESAMPLE[pre.interpolation]
+    if new_w * new_h <= MAX_RESIZED_PIXELS:
+        img = img.resize((new_w, new_h), resample).crop(box)  # outside the image: zeros, as torchvision pads
+    else:
+        img = _resize_crop_region(img, (new_w, new_h), box, resample)
     arr = np.asarray(img, dtype=np.float32) / 255.0
     arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _resize_crop_region(img: Image.Image, size: tuple[int, int], box: tuple[int, int, int, int],
+                        resample: Image.Resampling) -> Image.Image:
+    """resize(size).crop(box) without making the resized image: resize only the source pixels under the part
+    of `box` inside the resized image, and paste that onto zeros. Pillow takes the box in float32, so the
+    source is first cut to a window around it (filter support included): small coordinates, small rounding."""
+    (w, h), reach = img.size, _SUPPORT[resample] + 1
+    sx, sy = w / size[0], h / size[1]
+    x0, y0, x1, y1 = max(box[0], 0), max(box[1], 0), min(box[2], size[0]), min(box[3], size[1])
+    wx0, wx1 = max(0, math.floor(x0 * sx - reach * max(sx, 1))), min(w, math.ceil(x1 * sx + reach * max(sx, 1)))
+    wy0, wy1 = max(0, math.floor(y0 * sy - reach * max(sy, 1))), min(h, math.ceil(y1 * sy + reach * max(sy, 1)))
+    region = img.crop((wx0, wy0, wx1, wy1)).resize(
+        (x1 - x0, y1 - y0), resample, box=(x0 * sx - wx0, y0 * sy - wy0, x1 * sx - wx0, y1 * sy - wy0))
+    out = Image.new(img.mode, (box[2] - box[0], box[3] - box[1]))
+    out.paste(region, (x0 - box[0], y0 - box[1]))
+    return out
 
 
 def load_batch(paths, pre: Preprocess) -> np.ndarray:

@@ -15,6 +15,8 @@ TF reference values; the paper only says "between 0.1 and 0.3" (§3.3).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -197,8 +199,8 @@ class InceptionResNetV1(nn.Module):
 class InceptionResNetV2(nn.Module):
     """Inception-ResNet-v2 as released by TF-slim (timm's port and attribute names): stem to 35x35x192,
     Mixed_5b -> 320, 10xA, Mixed_6a -> 1088, 20xB, Mixed_7a -> 2080, 9xC + a final linear C-block,
-    1x1 conv to 1536, avgpool, dropout 0.2, classif. TF-slim's optional aux head is omitted (timm has
-    none, and its checkpoint has no aux weights)."""
+    1x1 conv to 1536, avgpool, dropout (p = 0.0, timm's default), classif. TF-slim's optional aux head is
+    omitted (timm has none, and its checkpoint has no aux weights)."""
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
@@ -219,7 +221,7 @@ class InceptionResNetV2(nn.Module):
         self.block8 = Block8(2080, (192, 224, 256), scale=1.0, relu=False)  # final linear C-block
         self.conv2d_7b = ConvBNReLU(2080, 1536, 1)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(0.2)  # TF-slim's keep probability 0.8
+        self.dropout = nn.Dropout(0.0)  # timm's default drop_rate (TF-slim trained with keep probability 0.8)
         self.classif = nn.Linear(1536, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -265,8 +267,8 @@ SPECS: list[ModelSpec] = [
         "conv2d_7b 1536; not the paper's 5/10/5",
         paper=_PAPER,
         builder=inception_resnet_v2,
-        # timm's eval transform: crop_pct 0.8975, bicubic, inputs scaled to [-1, 1].
-        preprocess=Preprocess(resize=round(299 / 0.8975), crop=299, mean=INCEPTION_MEAN, std=INCEPTION_STD,
+        # timm's eval transform: resize floor(299 / crop_pct 0.8975) = 333, bicubic, inputs scaled to [-1, 1].
+        preprocess=Preprocess(resize=math.floor(299 / 0.8975), crop=299, mean=INCEPTION_MEAN, std=INCEPTION_STD,
                               interpolation="bicubic"),
         params=55_843_464,
         gmacs=13.156,  # FlopCounterMode at 299 (zoo.md: 13.16)
