@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from dataclasses import dataclass
 
@@ -106,17 +107,21 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Decode any common format and mode (grayscale, RGBA, CMYK, 16-bit) into 8-bit RGB."""
-    path = Path(path)
+def load_image(path: str | Path | bytes) -> Image.Image:
+    """Decode any common format and mode (grayscale, RGBA, CMYK, 16-bit) into 8-bit RGB. `path` may also be
+    the encoded image itself (the bytes of a JPEG, PNG, ... file: an upload, a request body)."""
+    encoded = isinstance(path, (bytes, bytearray, memoryview))
+    source = io.BytesIO(path) if encoded else Path(path)
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.load()
             return to_rgb(img)
     except FileNotFoundError:
         raise UsageError(f"image '{path}' does not exist") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UsageError(f"'{path}' is not a readable image ({exc.__class__.__name__}: {exc})",
+        what = f"these {len(source.getbuffer())} bytes are" if encoded else f"'{path}' is"
+        detail = str(exc).replace(f" {source!r}", "")  # Pillow names the file object: say nothing for bytes
+        raise UsageError(f"{what} not a readable image ({exc.__class__.__name__}: {detail})",
                          "remove it or replace it with a valid image file") from None
 
 
