@@ -11,5 +11,7 @@ python3 -m venv "$VENV"
 # --no-deps: the requirements file is the whole closure, pinned (pytriton's own Python deps are not needed:
 # only the server binary and the python backend in its wheel are used)
 "$VENV/bin/python" -m pip install -q --no-deps -r .ci/triton-server-requirements.txt
-"$VENV/bin/python" -m pip install -q --no-deps -e .
-"$VENV/bin/python" -c "import cnnx.runtime, numpy, onnxruntime, openvino, PIL; print('server venv ready:', '$VENV')"
+# cnnx from this checkout, through a .pth file (what an editable install amounts to, without building one;
+# the stub's embedded Python ignores PYTHONPATH)
+"$VENV/bin/python" -c 'import sys, sysconfig; open(sysconfig.get_paths()["purelib"] + "/cnnx-checkout.pth", "w").write(sys.argv[1] + "\n")' "$PWD/src"
+"$VENV/bin/python" -c 'import sys, cnnx.runtime, numpy, onnxruntime, openvino, PIL; print("server venv ready:", sys.prefix)'

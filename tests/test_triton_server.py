@@ -163,6 +163,10 @@ def test_tensors_over_http_and_grpc_equal_cnnx_load(server, reference):
     for result in (http, grpc):
         np.testing.assert_array_equal(result.as_numpy("logits"), expected)  # bit for bit: same runtime
     assert labels(http) == labels(grpc)
+    both = [tensor_input(grpcclient, batch[:1]), bytes_input(grpcclient, [PHOTOS[0].read_bytes()])]
+    with pytest.raises(InferenceServerException, match="send either 'images' .* or 'image_bytes'") as error:
+        grpcclient.InferenceServerClient(server.grpc_url).infer("nin-python", both)
+    assert error.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
 def test_real_photos_as_image_bytes_same_top1_as_cnnx_predict(server, reference, nin_onnx, run_cli):
