@@ -36,6 +36,10 @@ from cnnx.deploy import triton
 from cnnx.deploy.tritonserver import SETUP_COMMAND, VENV_VARIABLE, LocalTritonServer, ServerEnvironment
 from plans import plan_manifest, write_fake_plan
 
+# slow: one server start loading three python models, plus references in the server's venv: about 20 s of
+# its own on 2 cores (more when the cores are shared), after the NiN export it shares with test_triton.py
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).parents[1]
 REQUIRE_VARIABLE = "CNNX_REQUIRE_TRITON_SERVER"
 MAX_BATCH = 16
@@ -49,13 +53,16 @@ MISSING_BACKEND = "Invalid argument: unable to find backend library for backend 
 @pytest.fixture(scope="module")
 def environment() -> ServerEnvironment:
     venv = Path(os.environ.get(VENV_VARIABLE) or ROOT / ".venv-tritonserver")
-    problem = f"no Triton server venv at {venv}: build it with `{SETUP_COMMAND} {venv}`" if not venv.exists() \
-        else ServerEnvironment(venv).problem()
+    try:
+        environment = ServerEnvironment(venv)
+        problem = environment.problem()
+    except (OSError, RuntimeError) as exc:  # no venv there, or a broken one
+        problem = f"no usable Triton server venv at {venv} ({exc}): build it with `{SETUP_COMMAND} {venv}`"
     if problem:
         if os.environ.get(REQUIRE_VARIABLE) == "1":
             pytest.fail(f"{REQUIRE_VARIABLE}=1 but the real Triton server cannot run: {problem}")
         pytest.skip(problem)
-    return ServerEnvironment(venv)
+    return environment
 
 
 @pytest.fixture(scope="module")

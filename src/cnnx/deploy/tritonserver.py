@@ -201,9 +201,10 @@ class LocalTritonServer:
         self.returncode = self.process.returncode
         return self.returncode
 
-    def leftover_shared_memory(self) -> list[str]:
-        """This server's python-backend regions still in /dev/shm (none after a clean shutdown)."""
-        return sorted(p.name for p in Path("/dev/shm").glob(f"{self.shm_prefix}*"))
+    def leftover_shared_memory(self) -> list[Path]:
+        """This server's python-backend regions still in /dev/shm: none after a clean shutdown, but a server
+        killed or crashed leaves them behind."""
+        return sorted(Path("/dev/shm").glob(f"{self.shm_prefix}*"))
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -212,8 +213,10 @@ class LocalTritonServer:
         try:
             return self.start()
         except BaseException:
-            self.stop()
+            self.__exit__()
             raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        for region in self.leftover_shared_memory():
+            region.unlink(missing_ok=True)
