@@ -132,8 +132,8 @@ class Predictor:
     def classify(self, images: Any, topk: int = 5) -> list[list[Prediction]]:
         """Top-k (label, probability) per image, probabilities from a softmax over the logits.
 
-        `images`: a list of paths / encoded image bytes / PIL images / HWC uint8 arrays, or a single one (still answered as a list
-        with one entry per image), or an NHWC uint8 array."""
+        `images`: a list of paths / encoded image bytes / PIL images / HWC uint8 arrays, or a single one (still
+        answered as a list with one entry per image), or an NHWC uint8 array."""
         items = _as_image_list(images)
         if not items:
             return []

@@ -129,8 +129,8 @@ def _batch_list(text: str | None) -> tuple[int, ...] | None:
 @click.option("--topk", type=click.IntRange(1), default=None,
               help=f"With --python: labels per image. Default: {DEFAULT_TOPK}.")
 @click.option("--max-batch", type=click.IntRange(1), default=None,
-              help="max_batch_size. Default: 32 for ONNX, the profile's maximum for a TensorRT plan; with "
-                   "--backend openvino none (no Triton batching) unless given (then batches are padded to it).")
+              help="max_batch_size. Default: 32 for ONNX, the profile's maximum for a TensorRT plan; for Triton's "
+                   "openvino backend none (no Triton batching) unless given (then batches are padded to it).")
 @click.option("--preferred-batch", default=None,
               help="Comma-separated preferred batch sizes for dynamic batching. Default: none (Triton's "
                    "batcher guide: most models should not set them).")

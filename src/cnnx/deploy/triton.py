@@ -186,8 +186,8 @@ def _header(plan: ModelPlan) -> list[str]:
                   f"# Outputs: {m.output.name}, and the top {plan.parameters['topk']} "
                   f"{triton_python_model.LABELS_OUTPUT} with their {triton_python_model.PROBABILITIES_OUTPUT}."]
     if plan.platform == "openvino":
-        lines.append("# OpenVINO's backend compiles a fixed batch of max_batch_size when it is > 0 and pads "
-                     "smaller batches to it (ENABLE_BATCH_PADDING);" if plan.max_batch else
+        lines.append("# OpenVINO's backend compiles a fixed batch of max_batch_size: smaller batches are padded to "
+                     "it (ENABLE_BATCH_PADDING), at the cost of a full batch." if plan.max_batch else
                      "# max_batch_size 0: OpenVINO runs each request at its own batch (the first dim); Triton "
                      "does not batch requests.")
     if plan.platform == "tensorrt_plan":
@@ -232,16 +232,16 @@ def render_config(plan: ModelPlan, opts: TritonOptions) -> str:
         inp = plan.inputs[0]
         for i, batch in enumerate(plan.warmup_batches):
             # without Triton batching the batch is the first of the dims: warm up one request of that batch
-            dims = (batch, *inp.dims[1:]) if plan.max_batch == 0 else inp.dims
-            lines += ["  {", f'    name: "{opts.warmup}-batch{batch}"', f"    batch_size: {1 if plan.max_batch == 0 else batch}",
-                      "    inputs {", f'      key: "{inp.name}"', "      value {", f"        data_type: {inp.data_type}",
+            requests, dims = (1, (batch, *inp.dims[1:])) if plan.max_batch == 0 else (batch, inp.dims)
+            lines += ["  {", f'    name: "{opts.warmup}-batch{batch}"', f"    batch_size: {requests}", "    inputs {",
+                      f'      key: "{inp.name}"', "      value {", f"        data_type: {inp.data_type}",
                       f"        dims: {_list(dims)}", f"        {opts.warmup}_data: true", "      }", "    }",
                       "  }" + ("," if i < len(plan.warmup_batches) - 1 else "")]
         lines.append("]")
     return "\n".join(lines) + "\n"
 
 
-def validate_config(text: str, plan: ModelPlan, opts: TritonOptions = TritonOptions()):
+def validate_config(text: str, plan: ModelPlan):
     """Parse `text` with Triton's ModelConfig schema and check it against the plan and the artifact's manifest."""
     config = parse_config(text)
     problems = []
@@ -307,6 +307,16 @@ def _check_options(opts: TritonOptions, is_plan: bool) -> None:
         raise UsageError(f"{what} on CPU only", "use --kind cpu (or auto)")
 
 
+def _platform(opts: TritonOptions, is_plan: bool) -> str:
+    """What serves the model: a Triton platform (tensorrt_plan, onnxruntime_onnx) or backend (openvino, python)."""
+    if is_plan:
+        return "tensorrt_plan"
+    if opts.python:
+        return "python"
+    backend = BACKENDS[opts.backend].triton
+    return "onnxruntime_onnx" if backend == "onnxruntime" else backend  # the platform name of that backend
+
+
 def _max_batch(manifest: Manifest, artifact: Path, platform: str, opts: TritonOptions) -> int:
     if platform == "tensorrt_plan":
         low, high = manifest.min_batch, manifest.max_batch
@@ -343,8 +353,7 @@ def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOption
     manifest = read_manifest(artifact, PlanManifest if is_plan else OnnxManifest)  # refuses a modified file
     _check_options(opts, is_plan)
     name = check_model_name(name if name is not None else f"{manifest.model}-{manifest.precision}")
-    platform = ("tensorrt_plan" if is_plan else "python" if opts.python
-                else BACKENDS[opts.backend].triton if opts.backend == "openvino" else "onnxruntime_onnx")
+    platform = _platform(opts, is_plan)
     max_batch = _max_batch(manifest, artifact, platform, opts)
     if opts.preferred_batch and (max_batch < 2 or max(opts.preferred_batch) > max_batch):
         raise UsageError(f"a preferred batch size exceeds the max batch {max_batch}",
@@ -371,7 +380,7 @@ def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOption
                      warmup_batches=_warmup_batches(manifest, platform, max_batch, opts), inputs=tuple(inputs),
                      outputs=tuple(outputs), parameters=parameters, file_name=f"model{suffix}", labels=labels)
     plan.config_text = render_config(plan, opts)
-    validate_config(plan.config_text, plan, opts)
+    validate_config(plan.config_text, plan)
     return plan
 
 
