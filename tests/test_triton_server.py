@@ -30,7 +30,6 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-import cnnx
 from cnnx.data import sample_images
 from cnnx.deploy import triton
 from cnnx.deploy.tritonserver import SETUP_COMMAND, VENV_VARIABLE, LocalTritonServer, ServerEnvironment
@@ -43,7 +42,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[1]
 REQUIRE_VARIABLE = "CNNX_REQUIRE_TRITON_SERVER"
 MAX_BATCH = 16
-QUEUE_DELAY_US = 100_000
+QUEUE_DELAY_US = 200_000
 PHOTOS = sample_images() + [Path(skimage.data.__file__).parent / "astronaut.png"]  # JPEGs and a PNG
 CORRUPT = PHOTOS[0].read_bytes()[:2000]  # a JPEG cut short
 MISSING_BACKEND = "Invalid argument: unable to find backend library for backend '{}', try specifying runtime " \
@@ -101,8 +100,9 @@ def server(environment, repo, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(environment, repo, tmp_path_factory) -> dict[str, np.ndarray]:
-    """Logits of cnnx.load on the served artifact in the server's own environment (the same ONNX Runtime and
-    OpenVINO builds): for each photo (as image bytes) and for the preprocessed batch of all photos."""
+    """cnnx.load on the served artifact in the server's own environment (the same ONNX Runtime and OpenVINO
+    builds as model.py): all photos, decoded from their bytes, as one preprocessed batch ("batch") and its
+    logits on each runtime ("onnxruntime", "openvino")."""
     out = tmp_path_factory.mktemp("reference") / "reference.npz"
     script = ("import sys, numpy as np, cnnx\n"
               "artifact, out, photos = sys.argv[1], sys.argv[2], sys.argv[3:]\n"
