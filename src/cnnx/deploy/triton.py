@@ -431,8 +431,11 @@ def write_model(repo: Path, plan: ModelPlan, force: bool = False) -> TritonModel
             _replace_folder(tmp, final)
         else:
             os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # the failed folder, or the replaced one
+    finally:  # the failed folder, or the replaced one (which may have been a symlink)
+        if tmp.is_symlink():
+            tmp.unlink()
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     files = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
     perf = None if plan.platform == "python" else shlex.join(
         ["perf_analyzer", "-m", plan.name, "-b", "1", "--concurrency-range", "1:4"])
