@@ -12,3 +12,12 @@ def run_cli():
         return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def nin_onnx(tmp_path_factory):
+    """NiN at fp32 (seeded weights, no parity check), exported once per session: the Triton tests share it."""
+    from cnnx.export.pipeline import ExportOptions, export_model
+
+    out = tmp_path_factory.mktemp("nin-onnx")
+    return export_model(ExportOptions("nin", precisions=("fp32",), out_dir=out, check=False))[0].path

@@ -95,42 +95,56 @@ def test_passing_the_manifest_instead_of_the_artifact_says_which_file(run_cli, n
 
 # --- 4. failure states: Ctrl-C, SIGKILL, a full disk ------------------------------------------------------------
 
-def _start_export(out: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, "export", "nin", "--out", str(out), "--target", "onnx", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class Export:
+    """`cnnx export nin ...` in a child process, its progress lines (stderr) read as they come."""
 
+    def __init__(self, out: Path, *args: str):
+        self.process = subprocess.Popen([*CLI, "export", "nin", "--out", str(out), "--target", "onnx", *args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
 
-def _wait_for(predicate, process: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the export never reached the point to interrupt"
-        time.sleep(0.05)
+    def wait_for(self, stage: str, folder: Path | None = None, timeout: float = 300) -> None:
+        """Read progress until a line contains `stage` (and, with `folder`, until a hidden temporary exists)."""
+        deadline = time.monotonic() + timeout
+        while not any(stage in line for line in self.lines):
+            line = self.process.stderr.readline()
+            assert line or self.process.poll() is None, "".join(self.lines)
+            self.lines.append(line)
+            assert time.monotonic() < deadline, f"the export never reached '{stage}'"
+        while folder is not None and not hidden_temporaries(folder):
+            assert self.process.poll() is None and time.monotonic() < deadline, "".join(self.lines)
+            time.sleep(0.02)
 
 
 def test_ctrl_c_exits_130_and_leaves_nothing_half_written(tmp_path):
-    export = _start_export(tmp_path, "--precision", "fp32,fp16")
-    _wait_for(lambda: hidden_temporaries(tmp_path), export)  # fp32 is being written or checked
-    export.send_signal(signal.SIGINT)
-    _, stderr = export.communicate(timeout=120)
-    assert export.returncode == 130, stderr
+    export = Export(tmp_path, "--precision", "fp32,fp16")
+    export.wait_for("checking nin-fp16.onnx")  # fp32 is written; fp16 exists only in memory
+    export.process.send_signal(signal.SIGINT)
+    _, stderr = export.process.communicate(timeout=120)
+    assert export.process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert hidden_temporaries(tmp_path) == []
-    assert visible(tmp_path) in ([], ["nin-fp32.json", "nin-fp32.onnx"])  # whole pairs only
+    assert visible(tmp_path) == ["nin-fp32.json", "nin-fp32.onnx"]  # whole pairs only
+    assert run_cli_check(tmp_path / "nin-fp32.onnx") == 0
+
+
+def run_cli_check(artifact: Path) -> int:
+    return subprocess.run([*CLI, "check", str(artifact)], capture_output=True, text=True).returncode
 
 
 def test_sigkill_leaves_no_loadable_half_and_the_next_run_cleans_up(run_cli, tmp_path):
-    export = _start_export(tmp_path, "--precision", "fp32")
-    _wait_for(lambda: hidden_temporaries(tmp_path), export)
-    export.kill()
-    export.wait(timeout=60)
+    export = Export(tmp_path, "--precision", "int8", "--calib-data", "samples", "--calib-size", "8")
+    export.wait_for("quantizing to int8", folder=tmp_path)  # the quantizer is writing its temporary file
+    export.process.kill()
+    export.process.wait(timeout=60)
     assert hidden_temporaries(tmp_path), "SIGKILL skips every cleanup: its temporaries stay behind"
-    assert "nin-fp32.onnx" not in visible(tmp_path)  # never an artifact without its manifest and verdict
-    result = run_cli("export", "nin", "--out", tmp_path, "--target", "onnx")
+    assert visible(tmp_path) == []  # never an artifact without its manifest and verdict
+    result = run_cli("export", "nin", "--precision", "int8", "--calib-data", "samples", "--calib-size", "8",
+                     "--out", tmp_path, "--target", "onnx")
     assert result.exit_code == 0, result.output
     assert hidden_temporaries(tmp_path) == []  # the killed run's leftovers were removed under the lock
-    assert visible(tmp_path) == ["nin-fp32.json", "nin-fp32.onnx"]
-    assert run_cli("check", tmp_path / "nin-fp32.onnx").exit_code == 0
+    assert visible(tmp_path) == ["nin-int8-cpu.json", "nin-int8-cpu.onnx"]  # --target onnx: the cpu form
+    assert run_cli("check", tmp_path / "nin-int8-cpu.onnx").exit_code == 0
 
 
 def _unshare_available() -> str | None:

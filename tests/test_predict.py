@@ -120,7 +120,8 @@ PEAK_RSS_LIMIT_MB = 1024  # ~180 MB measured for predict on a 2-core machine; 1 
 def run_bounded(code: str, *args) -> tuple[subprocess.CompletedProcess, float]:
     """Run Python `code` in a child with at most 3 GiB of address space (a regression then fails with
     MemoryError instead of eating the machine; one thread per pool keeps thread stacks and malloc arenas from
-    reserving address space); returns the finished process and its peak RSS in MB."""
+    reserving address space); returns the finished process and its peak RSS in MB: VmHWM, since ru_maxrss
+    would also count the memory pytest had when it forked the child."""
     prelude = textwrap.dedent("""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
@@ -128,7 +129,8 @@ def run_bounded(code: str, *args) -> tuple[subprocess.CompletedProcess, float]:
         """)
     epilogue = textwrap.dedent("""
         finally:
-            print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+            peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+            print("peak-rss-kb", peak, file=sys.stderr)
         """)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
     script = prelude + textwrap.indent(code, "    ") + epilogue

@@ -84,12 +84,14 @@ def test_int8_agrees_with_fp32_on_photos(artifacts):
         assert quantized[0].label in [p.label for p in full]
 
 
-def test_classify_accepts_paths_pil_images_and_arrays(artifacts):
+def test_classify_accepts_paths_bytes_pil_images_and_arrays(artifacts):
     predictor = cnnx.load(artifacts["fp32"])
     path = SKIMAGE_PHOTOS[1]  # chelsea.png
     array = skimage.data.chelsea()  # HWC uint8
     by_path = predictor.classify(path, topk=3)
     by_str = predictor.classify([str(path)], topk=3)
+    assert predictor.classify(path.read_bytes(), topk=3) == by_path  # the encoded file, e.g. an upload
+    np.testing.assert_array_equal(predictor.prepare(path.read_bytes()), predictor.prepare(path))
     by_pil = predictor.classify([Image.open(path)], topk=3)
     by_array = predictor.classify(array, topk=3)
     by_nhwc = predictor.classify(np.stack([array, array]), topk=3)
@@ -104,6 +106,9 @@ def test_bad_inputs_are_usage_errors(artifacts):
     predictor = cnnx.load(artifacts["fp32"])
     with pytest.raises(UsageError, match="uint8"):
         predictor.classify(np.zeros((32, 32, 3), np.float32))
+    with pytest.raises(UsageError, match=r"^these 12 bytes are not a readable image \(UnidentifiedImageError: "
+                                         r"cannot identify image file\)"):
+        predictor.classify([b"not an image"])
     with pytest.raises(UsageError, match="expects input of shape"):
         predictor(np.zeros((1, 3, 32, 32), np.float32))
     with pytest.raises(UsageError, match="topk"):

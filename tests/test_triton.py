@@ -4,6 +4,8 @@ artifact, unsafe names refused, atomic writes."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import sys
 from dataclasses import replace
@@ -13,19 +15,17 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 import cnnx
-from cnnx.artifacts import sha256_file
+from cnnx.artifacts import exchange_paths
 from cnnx.data import sample_images
 from cnnx.deploy import triton
 from cnnx.errors import UsageError
-from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.manifest import manifest_path, read_manifest
 from plans import plan_manifest, write_fake_plan
 
 
-@pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    out = tmp_path_factory.mktemp("triton-artifacts")
-    return export_model(ExportOptions("nin", precisions=("fp32",), out_dir=out, check=False))[0].path
+@pytest.fixture
+def artifact(nin_onnx):
+    return nin_onnx
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_onnx_repository_layout_and_config(run_cli, artifact, tmp_path):
     assert inp.data_type == out.data_type == model_config_pb2.TYPE_FP32
     assert out.label_filename == "labels.txt"
     assert (model / "labels.txt").read_text().splitlines()[:2] == ["tench", "goldfish"]
-    assert list(config.dynamic_batching.preferred_batch_size) == [2, 4, 8]
+    assert list(config.dynamic_batching.preferred_batch_size) == []  # only when asked: Triton's guide
     assert config.dynamic_batching.max_queue_delay_microseconds == 100
     (group,) = config.instance_group
     assert group.count == 2 and group.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
@@ -75,16 +75,29 @@ def test_onnx_repository_layout_and_config(run_cli, artifact, tmp_path):
     assert report["name"] == "nin-fp32" and report["perf_analyzer"].startswith("perf_analyzer -m nin-fp32")
 
 
-def test_openvino_backend_and_options(artifact, tmp_path):
-    opts = triton.TritonOptions(backend="openvino", max_batch=4, preferred_batch=(2, 4), queue_delay_us=500,
-                                warmup="zero")
+def test_openvino_backend_without_and_with_triton_batching(artifact, tmp_path):
+    """Triton's OpenVINO backend compiles a fixed batch of max_batch_size and fails every other batch unless the
+    model sets ENABLE_BATCH_PADDING (openvino_backend src/openvino.cc): the batch-1 warm-up failed the load."""
+    opts = triton.TritonOptions(backend="openvino", warmup="zero")
     (model,) = triton.add_to_repository([artifact], tmp_path, name="nin_ov", opts=opts)
     config = parse(model.config)
     assert config.name == "nin_ov" and config.backend == "openvino" and config.platform == ""
     assert config.default_model_filename == "model.onnx" and (model.path / "1" / "model.onnx").is_file()
+    # by default no Triton batching: the batch is the first dim and OpenVINO runs each request's own batch
+    assert config.max_batch_size == 0 and not config.HasField("dynamic_batching") and not config.parameters
+    assert list(config.input[0].dims) == [-1, 3, 224, 224] and list(config.output[0].dims) == [-1, 1000]
+    (warmup,) = config.model_warmup
+    assert warmup.batch_size == 1 and list(warmup.inputs["images"].dims) == [1, 3, 224, 224]
+    assert warmup.inputs["images"].zero_data
+
+    opts = triton.TritonOptions(backend="openvino", max_batch=4, preferred_batch=(2, 4), queue_delay_us=500)
+    (model,) = triton.add_to_repository([artifact], tmp_path, name="nin_ov4", opts=opts)
+    config = parse(model.config)
+    assert config.max_batch_size == 4 and config.parameters["ENABLE_BATCH_PADDING"].string_value == "YES"
+    assert list(config.input[0].dims) == [3, 224, 224]
     assert list(config.dynamic_batching.preferred_batch_size) == [2, 4]
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
-    assert all(w.inputs["images"].zero_data for w in config.model_warmup)
+    assert [w.batch_size for w in config.model_warmup] == [1, 4]
 
 
 def test_tensorrt_plan_config(fake_plan, tmp_path):
@@ -95,11 +108,73 @@ def test_tensorrt_plan_config(fake_plan, tmp_path):
     assert config.max_batch_size == 16  # the profile's max batch
     assert dict(config.cc_model_filenames) == {"8.9": "model.plan"}
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
-    assert list(config.dynamic_batching.preferred_batch_size) == [2, 4, 8, 16]
-    with pytest.raises(UsageError, match="exceeds the plan's profile maximum"):
+    assert list(config.dynamic_batching.preferred_batch_size) == []
+    assert [w.batch_size for w in config.model_warmup] == [1, 16]
+    assert "the server's TensorRT must be exactly this version" in model.config.read_text()
+    with pytest.raises(UsageError, match="outside the plan's profile batches 1 to 16"):
         triton.add_to_repository([fake_plan], tmp_path / "other", opts=triton.TritonOptions(max_batch=64))
     with pytest.raises(UsageError, match="GPU"):
         triton.add_to_repository([fake_plan], tmp_path / "other", opts=triton.TritonOptions(kind="cpu"))
+
+
+def test_tensorrt_warmup_stays_within_the_profile(tmp_path):
+    """The TensorRT backend rejects batches below the profile's minimum, and a failed warm-up fails the load:
+    a plan built with --min-batch 4 is warmed up at 4 and its max, never at 1."""
+    manifest = plan_manifest(max_batch=8, version_compatible=True)
+    manifest = replace(manifest, profile={**manifest.profile, "min": [4, 3, 224, 224], "min_batch": 4})
+    plan = write_fake_plan(tmp_path, manifest)
+    (model,) = triton.add_to_repository([plan], tmp_path / "repo")
+    assert [w.batch_size for w in parse(model.config).model_warmup] == [4, 8]
+    assert "--backend-config=tensorrt,version-compatible=true" in model.config.read_text()
+    (model,) = triton.add_to_repository([plan], tmp_path / "repo", name="b4", opts=triton.TritonOptions(max_batch=4))
+    assert [w.batch_size for w in parse(model.config).model_warmup] == [4]
+    with pytest.raises(UsageError, match="outside the plan's profile batches 4 to 8"):
+        triton.add_to_repository([plan], tmp_path / "repo", name="b2", opts=triton.TritonOptions(max_batch=2))
+
+
+def test_python_kind_layout_and_config(run_cli, artifact, tmp_path):
+    repo = tmp_path / "repo"
+    result = run_cli("triton", artifact, "--repo", repo, "--python", "--backend", "openvino", "--topk", "3",
+                     "--max-batch", "8", "--json")
+    assert result.exit_code == 0, result.output
+    model = repo / "nin-fp32"
+    assert sorted(p.relative_to(model).as_posix() for p in model.rglob("*")) == \
+        ["1", "1/model.json", "1/model.onnx", "1/model.py", "config.pbtxt", "labels.txt"]
+    assert (model / "1" / "model.py").read_bytes() == triton.PYTHON_MODEL_SOURCE.read_bytes()
+    config = parse(model / "config.pbtxt")
+    assert config.backend == "python" and config.platform == "" and config.max_batch_size == 8
+    assert [(t.name, t.data_type, list(t.dims), t.optional) for t in config.input] == [
+        ("images", model_config_pb2.TYPE_FP32, [3, 224, 224], True),
+        ("image_bytes", model_config_pb2.TYPE_STRING, [1], True)]
+    assert [(t.name, t.data_type, list(t.dims)) for t in config.output] == [
+        ("logits", model_config_pb2.TYPE_FP32, [1000]), ("labels", model_config_pb2.TYPE_STRING, [3]),
+        ("probabilities", model_config_pb2.TYPE_FP32, [3])]
+    assert {k: v.string_value for k, v in config.parameters.items()} == \
+        {"artifact": "model.onnx", "runtime": "openvino", "topk": "3"}
+    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert [w.batch_size for w in config.model_warmup] == [1, 8]
+    report = json.loads(result.stdout)["models"][0]
+    assert report["platform"] == "python" and report["perf_analyzer"] is None
+
+
+def test_python_kind_refusals(run_cli, artifact, fake_plan, tmp_path):
+    for args, message in (((artifact, "--topk", "3"), "--topk applies to the python kind only"),
+                          ((fake_plan, "--python"), "the python kind serves ONNX artifacts"),
+                          ((artifact, "--python", "--kind", "gpu"), "on CPU only")):
+        result = run_cli("triton", *args, "--repo", tmp_path / "repo")
+        assert result.exit_code == 2 and message in result.stderr, result.output
+    assert not (tmp_path / "repo").exists()
+
+
+def test_printed_commands_are_shell_quoted(run_cli, artifact, tmp_path):
+    repo = tmp_path / "my repo"
+    result = run_cli("triton", artifact, "--repo", repo)
+    assert result.exit_code == 0, result.output
+    (serve,) = [line for line in result.stdout.splitlines() if line.startswith("serve: ")]
+    words = shlex.split(serve.removeprefix("serve: "))
+    assert words[words.index("-v") + 1] == f"{repo.resolve()}:/models"
+    (measure,) = [line for line in result.stdout.splitlines() if line.startswith("measure: ")]
+    assert shlex.split(measure.removeprefix("measure: "))[:3] == ["perf_analyzer", "-m", "nin-fp32"]
 
 
 @pytest.mark.parametrize("name", ["..", ".", "", "../escape", "a/b", "/abs/path", ".hidden", "a\\b", "-x"])
@@ -123,6 +198,50 @@ def test_existing_model_folder_kept_unless_force(run_cli, artifact, tmp_path):
     assert result.exit_code == 0, result.output
     assert parse(config).max_batch_size == 4
     assert [p.name for p in repo.iterdir()] == ["nin-fp32"]
+
+
+def test_force_never_leaves_the_model_folder_missing(artifact, tmp_path, monkeypatch):
+    """A server polling the repository must never see the model vanish while --force replaces it: the model
+    folder exists after every rename or swap (Linux: one renameat2 RENAME_EXCHANGE)."""
+    repo = tmp_path / "repo"
+    (model,) = triton.add_to_repository([artifact], repo, opts=triton.TritonOptions(max_batch=2))
+    seen = []
+
+    def watched(function):
+        def call(*args, **kwargs):
+            result = function(*args, **kwargs)
+            seen.append((function.__name__, model.path.exists()))
+            return result
+        return call
+
+    for name in ("rename", "replace"):
+        monkeypatch.setattr(triton.os, name, watched(getattr(os, name)))
+    monkeypatch.setattr(triton, "exchange_paths", watched(triton.exchange_paths))
+    triton.add_to_repository([artifact], repo, opts=triton.TritonOptions(max_batch=4), force=True)
+    assert seen and all(exists for _, exists in seen), seen
+    assert parse(model.config).max_batch_size == 4 and [p.name for p in repo.iterdir()] == ["nin-fp32"]
+
+
+def test_force_without_an_atomic_swap_falls_back_to_two_renames(artifact, tmp_path, monkeypatch):
+    """Where the OS has no renameat2 (macOS, Windows, old kernels), --force still replaces the folder."""
+    monkeypatch.setattr(triton, "exchange_paths", lambda a, b: False)
+    repo = tmp_path / "repo"
+    triton.add_to_repository([artifact], repo, opts=triton.TritonOptions(max_batch=2))
+    (model,) = triton.add_to_repository([artifact], repo, opts=triton.TritonOptions(max_batch=4), force=True)
+    assert model.replaced and parse(model.config).max_batch_size == 4
+    assert [p.name for p in repo.iterdir()] == ["nin-fp32"]
+
+
+def test_exchange_paths_swaps_two_folders(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, text in ((a, "A"), (b, "B")):
+        folder.mkdir()
+        (folder / "f").write_text(text)
+    assert exchange_paths(a, b) is (sys.platform == "linux")
+    if sys.platform == "linux":
+        assert (a / "f").read_text() == "B" and (b / "f").read_text() == "A"
+        with pytest.raises(FileNotFoundError):
+            exchange_paths(a, tmp_path / "missing")
 
 
 def test_a_failed_write_leaves_no_half_written_model(artifact, tmp_path, monkeypatch):

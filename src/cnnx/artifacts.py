@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import errno
 import fcntl
@@ -12,6 +13,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -122,6 +124,26 @@ def artifact_lock(final: Path):
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two existing paths (files or folders) in one atomic step, so that each name always exists:
+    Linux's renameat2(RENAME_EXCHANGE) (glibc >= 2.28; file systems that support it: ext4, xfs, btrfs, tmpfs,
+    ...). Returns False, having changed nothing, where the OS or the file system does not offer it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # a C library without renameat2
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # kernel or file system without the flag
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,7 @@ def _pixel_limit() -> int:
     return int(Image.MAX_IMAGE_PIXELS or 0)
 
 
-def _decode_reduced(img: Image.Image, path: Path) -> None:
+def _decode_reduced(img: Image.Image, name: str) -> None:
     """Bound the decoded size of an image over Pillow's pixel limit, before decoding it: a JPEG is decoded
     at 1/2, 1/4 or 1/8 scale in the DCT (Image.draft), the least reduction that brings it under the limit;
     any other format is refused, since decoding it whole is what the limit guards against."""
@@ -126,29 +127,34 @@ def _decode_reduced(img: Image.Image, path: Path) -> None:
         img.draft(img.mode, (max(1, w // scale), max(1, h // scale)))
         if img.size[0] * img.size[1] <= limit:
             return
-    raise UsageError(f"image '{path}' is {w} x {h} = {w * h / 1e6:.1f} megapixels, more than cnnx decodes: "
+    raise UsageError(f"image {name} is {w} x {h} = {w * h / 1e6:.1f} megapixels, more than cnnx decodes: "
                      f"{limit / 1e6:.1f} megapixels (Pillow's decompression-bomb limit, Image.MAX_IMAGE_PIXELS; "
                      "a JPEG up to twice that is decoded at reduced size)", "scale the image down first")
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path | bytes) -> Image.Image:
     """Decode any common format and mode (greyscale, RGBA, CMYK, palette, 16-bit) into 8-bit RGB, as
-    `Image.open(path).convert("RGB")` does (see to_rgb); images over the pixel limit: see _decode_reduced."""
-    path = Path(path)
+    `Image.open(path).convert("RGB")` does (see to_rgb); images over the pixel limit: see _decode_reduced.
+    `path` may also be the encoded image itself (the bytes of a JPEG, PNG, ... file: an upload, a request)."""
+    encoded = isinstance(path, (bytes, bytearray, memoryview))
+    source = io.BytesIO(path) if encoded else Path(path)
+    name = f"of {len(source.getbuffer())} bytes" if encoded else f"'{path}'"
     try:
-        with Image.open(path) as img:
-            _decode_reduced(img, path)
+        with Image.open(source) as img:
+            _decode_reduced(img, name)
             img.load()
             return to_rgb(img)
     except FileNotFoundError:
         raise UsageError(f"image '{path}' does not exist") from None
     except Image.DecompressionBombError as exc:  # over twice the limit: Pillow refuses to open it
-        raise UsageError(f"image '{path}' is too large to decode: {exc}", "scale the image down first") from None
+        raise UsageError(f"image {name} is too large to decode: {exc}", "scale the image down first") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UsageError(f"'{path}' is not a readable image ({exc.__class__.__name__}: {exc})",
+        detail = str(exc).replace(f" {source!r}", "")  # Pillow names the file object: say nothing for bytes
+        what = f"these {len(source.getbuffer())} bytes are" if encoded else f"'{path}' is"
+        raise UsageError(f"{what} not a readable image ({exc.__class__.__name__}: {detail})",
                          "remove it or replace it with a valid image file") from None
     except MemoryError:
-        raise UsageError(f"not enough memory to decode image '{path}'", "scale the image down first") from None
+        raise UsageError(f"not enough memory to decode image {name}", "scale the image down first") from None
 
 
 # Above this many pixels, the resized image is never made whole: only the center crop's region of the

@@ -117,9 +117,9 @@ class Predictor:
         return np.asarray(self._call(np.ascontiguousarray(batch, dtype=np.float32)), dtype=np.float32)
 
     def prepare(self, image: Any) -> np.ndarray:
-        """One image (path, PIL image, or HWC / HW uint8 array) as the model's float32 CHW input, with the
-        model's own preprocessing from the manifest."""
-        if isinstance(image, (str, os.PathLike)):
+        """One image (path, encoded bytes of an image file, PIL image, or HWC / HW uint8 array) as the model's
+        float32 CHW input, with the model's own preprocessing from the manifest."""
+        if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
             img = load_image(image)
         elif isinstance(image, Image.Image):
             img = to_rgb(image)
@@ -127,14 +127,14 @@ class Predictor:
             img = _array_to_image(image)
         else:
             raise UsageError(f"cannot classify a {type(image).__name__}",
-                             "pass image paths, PIL images or HWC uint8 numpy arrays")
+                             "pass image paths, encoded image bytes, PIL images or HWC uint8 numpy arrays")
         return preprocess(img, self.preprocess)
 
     def classify(self, images: Any, topk: int = 5) -> list[list[Prediction]]:
         """Top-k (label, probability) per image, probabilities from a softmax over the logits.
 
-        `images`: a list of paths / PIL images / HWC uint8 arrays, or a single one (still answered as a list
-        with one entry per image), or an NHWC uint8 array."""
+        `images`: a list of paths / encoded image bytes / PIL images / HWC uint8 arrays, or a single one (still
+        answered as a list with one entry per image), or an NHWC uint8 array."""
         items = _as_image_list(images)
         if not items:
             return []
@@ -159,7 +159,7 @@ class Predictor:
 
 
 def _as_image_list(images: Any) -> list:
-    if isinstance(images, (str, os.PathLike, Image.Image)):
+    if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
         return [images]
     if isinstance(images, np.ndarray):
         return list(images) if images.ndim == 4 else [images]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -9,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..backends import BACKENDS
-from ..deploy.triton import ONNX_BACKENDS as TRITON_ONNX_BACKENDS
-from ..errors import CnnxError
+from ..deploy.triton import DEFAULT_TOPK, ONNX_BACKENDS as TRITON_ONNX_BACKENDS
+from ..errors import CnnxError, UsageError
 from .common import console, emit_json, err_console, json_option, say
 
 PREDICT_BATCH = 32
@@ -123,12 +124,21 @@ def _batch_list(text: str | None) -> tuple[int, ...] | None:
               help="Model repository folder (created if missing).")
 @click.option("--name", default=None, help="Model name (one artifact only). Default: <model>-<precision>.")
 @click.option("--backend", type=click.Choice(TRITON_ONNX_BACKENDS), default="onnxruntime",
-              show_default=True, help="Triton backend for ONNX artifacts (plans always use TensorRT).")
+              show_default=True, help="What runs an ONNX artifact: Triton's onnxruntime or openvino backend, or "
+                                      "with --python the runtime of cnnx.load inside model.py. Plans always use "
+                                      "TensorRT.")
+@click.option("--python", "python_kind", is_flag=True,
+              help="The python kind: Triton's python backend runs the ONNX artifact with cnnx.load (model.py), "
+                   "taking preprocessed tensors or encoded image files (image_bytes) and answering logits and "
+                   "the top-k labels and probabilities.")
+@click.option("--topk", type=click.IntRange(1), default=None,
+              help=f"With --python: labels per image. Default: {DEFAULT_TOPK}.")
 @click.option("--max-batch", type=click.IntRange(1), default=None,
-              help="max_batch_size. Default: 32 for ONNX, the profile's maximum for a TensorRT plan.")
+              help="max_batch_size. Default: 32 for ONNX, the profile's maximum for a TensorRT plan; for Triton's "
+                   "openvino backend none (no Triton batching) unless given (then batches are padded to it).")
 @click.option("--preferred-batch", default=None,
-              help="Comma-separated preferred batch sizes for dynamic batching. Default: powers of two "
-                   "up to the max batch.")
+              help="Comma-separated preferred batch sizes for dynamic batching. Default: none (Triton's "
+                   "batcher guide: most models should not set them).")
 @click.option("--queue-delay-us", type=click.IntRange(0), default=100, show_default=True,
               help="Dynamic batching: max microseconds a request waits for a batch to fill.")
 @click.option("--instances", type=click.IntRange(1), default=1, show_default=True,
@@ -136,22 +146,24 @@ def _batch_list(text: str | None) -> tuple[int, ...] | None:
 @click.option("--kind", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
               help="Instance kind: auto = GPU for plans, CPU for ONNX.")
 @click.option("--warmup", type=click.Choice(["random", "zero", "none"]), default="random", show_default=True,
-              help="Warm-up data Triton runs through the model at load (batch 1 and the max batch).")
+              help="Warm-up data Triton runs through the model at load (the smallest and the largest batch).")
 @click.option("--force", is_flag=True, help="Replace an existing model folder of the same name.")
 @json_option
-def triton_cmd(artifacts: tuple[Path, ...], repo: Path, name: str | None, backend: str, max_batch: int | None,
-               preferred_batch: str | None, queue_delay_us: int, instances: int, kind: str, warmup: str,
-               force: bool, as_json: bool) -> None:
+def triton_cmd(artifacts: tuple[Path, ...], repo: Path, name: str | None, backend: str, python_kind: bool,
+               topk: int | None, max_batch: int | None, preferred_batch: str | None, queue_delay_us: int,
+               instances: int, kind: str, warmup: str, force: bool, as_json: bool) -> None:
     """Write a Triton Inference Server model repository: REPO/<name>/config.pbtxt and
-    REPO/<name>/1/model.onnx|model.plan (+ its manifest), one model per ARTIFACT.
+    REPO/<name>/1/model.onnx|model.plan (+ its manifest, + model.py with --python), one model per ARTIFACT.
 
     Each config is validated against Triton's ModelConfig schema (needs `pip install 'cnnx[triton]'`,
     else exit 3). Each model folder is written atomically; an existing one is kept unless --force."""
     from ..deploy.triton import TritonOptions, add_to_repository
 
-    opts = TritonOptions(backend=backend, max_batch=max_batch, instances=instances, kind=kind,
-                         queue_delay_us=queue_delay_us, preferred_batch=_batch_list(preferred_batch),
-                         warmup=warmup)
+    if topk is not None and not python_kind:
+        raise UsageError("--topk applies to the python kind only", "add --python, or leave out --topk")
+    opts = TritonOptions(backend=backend, python=python_kind, topk=topk or DEFAULT_TOPK, max_batch=max_batch,
+                         instances=instances, kind=kind, queue_delay_us=queue_delay_us,
+                         preferred_batch=_batch_list(preferred_batch), warmup=warmup)
     models = add_to_repository(artifacts, repo, name=name, opts=opts, force=force)
     if as_json:
         emit_json({"repository": str(repo), "models": [m.to_dict() for m in models]})
@@ -160,11 +172,15 @@ def triton_cmd(artifacts: tuple[Path, ...], repo: Path, name: str | None, backen
     for column in ("model", "platform", "max batch", "files"):
         table.add_column(column)
     for m in models:
-        table.add_row(m.name + (" (replaced)" if m.replaced else ""), m.platform, str(m.max_batch),
-                      ", ".join(m.files))
+        table.add_row(escape(m.name) + (" (replaced)" if m.replaced else ""), m.platform, str(m.max_batch),
+                      escape(", ".join(m.files)))
     console.print(table)
-    say("serve: docker run --rm -p8000:8000 -p8001:8001 -p8002:8002 "
-        f"-v {repo.resolve()}:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 "
-        "tritonserver --model-repository=/models")
+    say("serve: " + shlex.join(["docker", "run", "--rm", "-p8000:8000", "-p8001:8001", "-p8002:8002",
+                                "-v", f"{repo.resolve()}:/models", "nvcr.io/nvidia/tritonserver:<yy.mm>-py3",
+                                "tritonserver", "--model-repository=/models"]))
+    if any(m.platform == "python" for m in models):
+        say("python models need cnnx, pillow and onnxruntime or openvino (and numpy<2 on Triton 24.10) in the "
+            "server's Python: see the README, 'The python kind'")
     for m in models:
-        say(f"measure: {m.perf_command}")
+        if m.perf_command:
+            say(f"measure: {m.perf_command}")

@@ -6,6 +6,8 @@
     REPO/<name>/1/model.onnx|.plan    the artifact, byte for byte
     REPO/<name>/1/model.json          its manifest, unchanged: `cnnx.load(REPO/<name>/1/model.onnx)` still
                                       verifies the copy against it
+    REPO/<name>/1/model.py            only for the python kind (--python): triton_python_model.py, which runs
+                                      the artifact with cnnx.load and also takes encoded image files
 
 Each model folder is built in a hidden temporary folder inside REPO and renamed into place, so a failure
 leaves either the previous folder or nothing, never a half-written model that Triton would try to load.
@@ -15,40 +17,60 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..artifacts import sha256_file
+from ..artifacts import exchange_paths, sha256_file
 from ..backends import BACKENDS
 from ..data import imagenet_labels
 from ..errors import BackendUnavailable, UsageError
 from ..manifest import (Manifest, OnnxManifest, PlanManifest, TensorSpec, manifest_path, read_manifest,
                         refuse_manifest_as_artifact)
+from . import triton_python_model
 
 INSTALL_HINT = "pip install 'cnnx[triton]'"
 DEFAULT_MAX_BATCH = 32
 DEFAULT_QUEUE_DELAY_US = 100
+DEFAULT_TOPK = 5
 ONNX_BACKENDS = tuple(name for name, b in BACKENDS.items() if b.runs == "onnx" and b.triton)
+# what cnnx.load runs inside the python kind's model.py: the CPU runtimes of ONNX artifacts
+PYTHON_RUNTIMES = tuple(name for name, b in BACKENDS.items() if b.runs == "onnx" and b.device == "cpu")
 KINDS = ("auto", "cpu", "gpu")
 WARMUP_DATA = ("random", "zero", "none")
 VERSION = "1"
 LABELS_NAME = "labels.txt"
+PYTHON_MODEL_SOURCE = Path(triton_python_model.__file__)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
 
 
 @dataclass(frozen=True)
 class TritonOptions:
-    backend: str = "onnxruntime"  # for ONNX artifacts: Triton's onnxruntime or openvino backend
-    max_batch: int | None = None  # ONNX: DEFAULT_MAX_BATCH; plan: its profile's maximum
+    backend: str = "onnxruntime"  # ONNX artifacts: Triton's onnxruntime or openvino backend, or with
+    #                               python=True the runtime that cnnx.load uses inside model.py
+    python: bool = False  # the python kind: model.py runs cnnx.load and also takes encoded image files
+    topk: int = DEFAULT_TOPK  # python kind: labels and probabilities per image
+    max_batch: int | None = None  # ONNX: DEFAULT_MAX_BATCH (openvino: 0, no Triton batching); plan: profile max
     instances: int = 1
     kind: str = "auto"  # auto: KIND_GPU for plans, KIND_CPU for ONNX
     queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
-    preferred_batch: tuple[int, ...] | None = None  # None: powers of two up to max_batch
+    preferred_batch: tuple[int, ...] | None = None  # None: not emitted (Triton's guide: most models should not)
     warmup: str = "random"
+
+
+@dataclass(frozen=True)
+class ConfigTensor:
+    """One input or output of config.pbtxt."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+    optional: bool = False
+    label_filename: str | None = None
 
 
 @dataclass
@@ -58,10 +80,15 @@ class ModelPlan:
     artifact: Path
     manifest: Manifest
     name: str
-    max_batch: int
-    config_text: str
+    platform: str  # tensorrt_plan, onnxruntime_onnx, openvino or python: what serves the model
+    max_batch: int  # 0: Triton does not batch (the batch is part of the dims)
+    warmup_batches: tuple[int, ...]
+    inputs: tuple[ConfigTensor, ...]
+    outputs: tuple[ConfigTensor, ...]
+    parameters: dict[str, str]
     file_name: str  # model.onnx / model.plan
     labels: bool
+    config_text: str = ""
 
 
 @dataclass
@@ -72,7 +99,7 @@ class TritonModel:
     config: Path
     max_batch: int
     platform: str
-    perf_command: str
+    perf_command: str | None  # None for the python kind: perf_analyzer would fill both of its inputs
     replaced: bool = False
     files: list[str] = field(default_factory=list)
 
@@ -112,22 +139,13 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def preferred_batch_sizes(max_batch: int) -> list[int]:
-    """Powers of two from 2 up to max_batch, plus max_batch itself."""
-    sizes, size = [], 2
-    while size < max_batch:
-        sizes.append(size)
-        size *= 2
-    return sizes + [max_batch] if max_batch > 1 else []
-
-
-def _dims(tensor: TensorSpec | None, key: str) -> list[int]:
+def _dims(tensor: TensorSpec | None, key: str) -> tuple[int, ...]:
     if tensor is None:
         raise UsageError(f"the manifest records no '{key}' tensor", "rebuild the artifact with this version of cnnx")
     if isinstance(tensor.shape[0], int) and not isinstance(tensor.shape[0], bool):
         raise UsageError(f"the artifact's {key} has a fixed batch of {tensor.shape[0]}; Triton batching needs a "
                          "dynamic batch dimension", "re-export it with `cnnx export` (dynamic batch)")
-    return list(tensor.dims)
+    return tensor.dims
 
 
 def _data_type(tensor: TensorSpec) -> str:
@@ -140,119 +158,132 @@ def _list(values) -> str:
     return "[ " + ", ".join(str(v) for v in values) + " ]"
 
 
-def render_config(manifest: Manifest, artifact_name: str, name: str, max_batch: int, opts: TritonOptions,
-                  is_plan: bool, labels: bool) -> str:
-    """config.pbtxt text (protobuf text format) for one artifact."""
-    inp, out = manifest.input, manifest.output
-    in_dims, out_dims = _dims(inp, "input"), _dims(out, "output")
-    lines = [
-        f"# Written by cnnx {__version__} from {artifact_name} (model {manifest.model}, "
-        f"{manifest.precision}, sha256 {manifest.artifact_sha256[:16]}...).",
-    ]
-    pre = manifest.preprocess
+def _tensor_lines(tensors: tuple[ConfigTensor, ...]) -> list[str]:
+    lines = []
+    for i, t in enumerate(tensors):
+        lines += ["  {", f'    name: "{t.name}"', f"    data_type: {t.data_type}", f"    dims: {_list(t.dims)}"]
+        if t.optional:
+            lines.append("    optional: true")
+        if t.label_filename:
+            lines.append(f'    label_filename: "{t.label_filename}"')
+        lines.append("  }" + ("," if i < len(tensors) - 1 else ""))
+    return lines
+
+
+def _header(plan: ModelPlan) -> list[str]:
+    """Comments that tell the reader what the config cannot: where it came from, what clients send."""
+    m = plan.manifest
+    lines = [f"# Written by cnnx {__version__} from {plan.artifact.name} (model {m.model}, {m.precision}, "
+             f"sha256 {m.artifact_sha256[:16]}...)."]
+    pre = m.preprocess
     if pre is not None:
-        lines += [
-            f"# Clients send NCHW float32 images preprocessed as in 1/model.json: resize the shorter side to "
-            f"{pre.resize} ({pre.interpolation}),",
-            f"# center-crop {pre.crop}, scale to [0, 1], subtract mean {list(pre.mean)}, "
-            f"divide by std {list(pre.std)}.",
-        ]
-    lines.append(f'name: "{name}"')
-    if is_plan:
-        lines.append('platform: "tensorrt_plan"')
-        capability = manifest.compute_capability
-        # A plan runs only on GPUs of the compute capability it was built for; Triton picks the file by it.
-        lines.append(f'cc_model_filenames {{ key: "{capability}" value: "model.plan" }}')
-    elif opts.backend == "openvino":
-        lines += ['backend: "openvino"', 'default_model_filename: "model.onnx"']
-    else:
+        lines += [f"# Clients send NCHW float32 images preprocessed as in 1/model.json: resize the shorter side to "
+                  f"{pre.resize} ({pre.interpolation}),",
+                  f"# center-crop {pre.crop}, scale to [0, 1], subtract mean {list(pre.mean)}, "
+                  f"divide by std {list(pre.std)}."]
+    if plan.platform == "python":
+        lines += [f"# Or encoded image files (JPEG, PNG, ...) as {triton_python_model.BYTES_INPUT}: "
+                  "1/model.py preprocesses them the same way.",
+                  f"# Outputs: {m.output.name}, and the top {plan.parameters['topk']} "
+                  f"{triton_python_model.LABELS_OUTPUT} with their {triton_python_model.PROBABILITIES_OUTPUT}."]
+    if plan.platform == "openvino":
+        lines.append("# OpenVINO's backend compiles a fixed batch of max_batch_size: smaller batches are padded to "
+                     "it (ENABLE_BATCH_PADDING), at the cost of a full batch." if plan.max_batch else
+                     "# max_batch_size 0: OpenVINO runs each request at its own batch (the first dim); Triton "
+                     "does not batch requests.")
+    if plan.platform == "tensorrt_plan":
+        flags = m.build_flags
+        version = m.tensorrt.get("version", "?")
+        lines.append(f"# Built with TensorRT {version}: "
+                     + ("version-compatible, so start tritonserver with "
+                        "--backend-config=tensorrt,version-compatible=true;" if flags.get("version_compatible")
+                        else "the server's TensorRT must be exactly this version;")
+                     + f" batches from {m.min_batch} to {m.max_batch} (the profile).")
+    return lines
+
+
+def render_config(plan: ModelPlan, opts: TritonOptions) -> str:
+    """config.pbtxt text (protobuf text format) for one planned model."""
+    lines = _header(plan) + [f'name: "{plan.name}"']
+    if plan.platform == "tensorrt_plan":
+        # Triton picks this file on GPUs of exactly this compute capability, and model.plan (the default
+        # name, i.e. the same file) on any other: the mapping records the GPU, it restricts nothing.
+        lines += ['platform: "tensorrt_plan"',
+                  f'cc_model_filenames {{ key: "{plan.manifest.compute_capability}" value: "model.plan" }}']
+    elif plan.platform == "onnxruntime_onnx":
         lines.append('platform: "onnxruntime_onnx"')
-    lines.append(f"max_batch_size: {max_batch}")
-    output_extra = f'\n    label_filename: "{LABELS_NAME}"' if labels else ""
-    lines += [
-        "input [",
-        "  {",
-        f'    name: "{inp.name}"',
-        f"    data_type: {_data_type(inp)}",
-        f"    dims: {_list(in_dims)}",
-        "  }",
-        "]",
-        "output [",
-        "  {",
-        f'    name: "{out.name}"',
-        f"    data_type: {_data_type(out)}",
-        f"    dims: {_list(out_dims)}{output_extra}",
-        "  }",
-        "]",
-    ]
-    if max_batch > 1:
-        preferred = list(opts.preferred_batch) if opts.preferred_batch else preferred_batch_sizes(max_batch)
-        lines += ["dynamic_batching {"]
-        if preferred:
-            lines.append(f"  preferred_batch_size: {_list(preferred)}")
+    else:
+        lines.append(f'backend: "{plan.platform}"')
+        if plan.platform == "openvino":
+            lines.append('default_model_filename: "model.onnx"')
+    lines.append(f"max_batch_size: {plan.max_batch}")
+    lines += ["input ["] + _tensor_lines(plan.inputs) + ["]", "output ["] + _tensor_lines(plan.outputs) + ["]"]
+    if plan.max_batch > 1:
+        lines.append("dynamic_batching {")
+        if opts.preferred_batch:
+            lines.append(f"  preferred_batch_size: {_list(opts.preferred_batch)}")
         lines += [f"  max_queue_delay_microseconds: {opts.queue_delay_us}", "}"]
-    kind = {"auto": "KIND_GPU" if is_plan else "KIND_CPU", "cpu": "KIND_CPU", "gpu": "KIND_GPU"}[opts.kind]
+    kind = {"auto": "KIND_GPU" if plan.platform == "tensorrt_plan" else "KIND_CPU", "cpu": "KIND_CPU",
+            "gpu": "KIND_GPU"}[opts.kind]
     lines += ["instance_group [", "  {", f"    count: {opts.instances}", f"    kind: {kind}", "  }", "]"]
-    if opts.warmup != "none":
+    for key, value in plan.parameters.items():
+        lines.append(f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}')
+    if plan.warmup_batches:
         lines.append("model_warmup [")
-        batches = [1] if max_batch == 1 else [1, max_batch]
-        for i, batch in enumerate(batches):
-            lines += [
-                "  {",
-                f'    name: "{opts.warmup}-batch{batch}"',
-                f"    batch_size: {batch}",
-                "    inputs {",
-                f'      key: "{inp.name}"',
-                "      value {",
-                f"        data_type: {_data_type(inp)}",
-                f"        dims: {_list(in_dims)}",
-                f"        {opts.warmup}_data: true",
-                "      }",
-                "    }",
-                "  }" + ("," if i < len(batches) - 1 else ""),
-            ]
+        inp = plan.inputs[0]
+        for i, batch in enumerate(plan.warmup_batches):
+            # without Triton batching the batch is the first of the dims: warm up one request of that batch
+            requests, dims = (1, (batch, *inp.dims[1:])) if plan.max_batch == 0 else (batch, inp.dims)
+            lines += ["  {", f'    name: "{opts.warmup}-batch{batch}"', f"    batch_size: {requests}", "    inputs {",
+                      f'      key: "{inp.name}"', "      value {", f"        data_type: {inp.data_type}",
+                      f"        dims: {_list(dims)}", f"        {opts.warmup}_data: true", "      }", "    }",
+                      "  }" + ("," if i < len(plan.warmup_batches) - 1 else "")]
         lines.append("]")
     return "\n".join(lines) + "\n"
 
 
-def validate_config(text: str, manifest: Manifest, name: str, max_batch: int, is_plan: bool,
-                    opts: TritonOptions = TritonOptions()):
-    """Parse `text` with Triton's ModelConfig schema and check it against the artifact's manifest."""
+def validate_config(text: str, plan: ModelPlan):
+    """Parse `text` with Triton's ModelConfig schema and check it against the plan and the artifact's manifest."""
     config = parse_config(text)
     problems = []
-    if config.name != name:
-        problems.append(f"name {config.name!r} != {name!r}")
-    expected_platform = "tensorrt_plan" if is_plan else "" if opts.backend == "openvino" else "onnxruntime_onnx"
-    if config.platform != expected_platform:
-        problems.append(f"platform {config.platform!r} != {expected_platform!r}")
-    if not is_plan and opts.backend == "openvino" and config.backend != "openvino":
-        problems.append("backend is not openvino")
-    if config.max_batch_size != max_batch:
-        problems.append(f"max_batch_size {config.max_batch_size} != {max_batch}")
-    for key, tensors, expected in (("input", config.input, manifest.input), ("output", config.output,
-                                                                               manifest.output)):
-        if len(tensors) != 1:
-            problems.append(f"{len(tensors)} {key}s instead of 1")
-            continue
-        if tensors[0].name != expected.name:
-            problems.append(f"{key} name {tensors[0].name!r} != {expected.name!r}")
-        if list(tensors[0].dims) != _dims(expected, key):
-            problems.append(f"{key} dims {list(tensors[0].dims)} != {_dims(expected, key)}")
-    if any(size > max_batch for size in config.dynamic_batching.preferred_batch_size):
+    if config.name != plan.name:
+        problems.append(f"name {config.name!r} != {plan.name!r}")
+    served_by = config.platform if config.platform in ("tensorrt_plan", "onnxruntime_onnx") else config.backend
+    if served_by != plan.platform:
+        problems.append(f"served by {served_by!r} instead of {plan.platform!r}")
+    if config.max_batch_size != plan.max_batch:
+        problems.append(f"max_batch_size {config.max_batch_size} != {plan.max_batch}")
+    batch_dims = () if plan.max_batch else (-1,)
+    for key, tensors, spec in (("input", config.input, plan.manifest.input),
+                               ("output", config.output, plan.manifest.output)):
+        if not tensors or tensors[0].name != spec.name:
+            problems.append(f"the first {key} is not the artifact's {spec.name!r}")
+        elif tuple(tensors[0].dims) != batch_dims + _dims(spec, key):
+            problems.append(f"{key} dims {list(tensors[0].dims)} != {list(batch_dims + _dims(spec, key))}")
+    for key, tensors, planned in (("input", config.input, plan.inputs), ("output", config.output, plan.outputs)):
+        if [t.name for t in tensors] != [t.name for t in planned]:
+            problems.append(f"{key}s {[t.name for t in tensors]} != {[t.name for t in planned]}")
+    if any(size > plan.max_batch for size in config.dynamic_batching.preferred_batch_size):
         problems.append("a preferred batch size exceeds max_batch_size")
-    if any(w.batch_size > max_batch for w in config.model_warmup):
+    if plan.max_batch and any(w.batch_size > plan.max_batch for w in config.model_warmup):
         problems.append("a warm-up batch exceeds max_batch_size")
-    if is_plan and dict(config.cc_model_filenames) != {manifest.compute_capability: "model.plan"}:
-        problems.append(f"cc_model_filenames {dict(config.cc_model_filenames)} does not name model.plan")
+    if plan.platform == "tensorrt_plan":
+        if any(w.batch_size < plan.manifest.min_batch for w in config.model_warmup):
+            problems.append(f"a warm-up batch is below the plan's profile minimum {plan.manifest.min_batch}")
+        if dict(config.cc_model_filenames) != {plan.manifest.compute_capability: "model.plan"}:
+            problems.append(f"cc_model_filenames {dict(config.cc_model_filenames)} does not name model.plan")
+    if {k: v.string_value for k, v in config.parameters.items()} != plan.parameters:
+        problems.append(f"parameters {dict(config.parameters)} != {plan.parameters}")
     if problems:
-        raise UsageError(f"the generated config.pbtxt for {name} is inconsistent with its artifact: "
+        raise UsageError(f"the generated config.pbtxt for {plan.name} is inconsistent with its artifact: "
                          + "; ".join(problems), "this is a bug in cnnx: please report it")
     return config
 
 
 def _check_options(opts: TritonOptions, is_plan: bool) -> None:
-    if opts.backend not in ONNX_BACKENDS:
-        raise UsageError(f"unknown Triton backend '{opts.backend}'", f"choose one of {', '.join(ONNX_BACKENDS)}")
+    if opts.backend not in (PYTHON_RUNTIMES if opts.python else ONNX_BACKENDS):
+        raise UsageError(f"unknown {'runtime for --python' if opts.python else 'Triton backend'} '{opts.backend}'",
+                         f"choose one of {', '.join(PYTHON_RUNTIMES if opts.python else ONNX_BACKENDS)}")
     if opts.kind not in KINDS:
         raise UsageError(f"unknown instance kind '{opts.kind}'", f"choose one of {', '.join(KINDS)}")
     if opts.warmup not in WARMUP_DATA:
@@ -265,10 +296,52 @@ def _check_options(opts: TritonOptions, is_plan: bool) -> None:
         raise UsageError("--max-batch must be at least 1")
     if opts.preferred_batch and any(size < 1 for size in opts.preferred_batch):
         raise UsageError("preferred batch sizes must be positive")
+    if opts.topk < 1:
+        raise UsageError("--topk must be at least 1")
+    if is_plan and opts.python:
+        raise UsageError("the python kind serves ONNX artifacts (on ONNX Runtime or OpenVINO), not TensorRT plans",
+                         "pass the ONNX artifact with --python, or serve the plan without --python")
     if is_plan and opts.kind == "cpu":
         raise UsageError("a TensorRT plan runs only on a GPU: --kind cpu is impossible for it")
-    if not is_plan and opts.backend == "openvino" and opts.kind == "gpu":
-        raise UsageError("Triton's OpenVINO backend runs on CPU only", "use --kind cpu (or auto)")
+    if not is_plan and opts.kind == "gpu" and (opts.python or opts.backend == "openvino"):
+        what = "the python kind runs ONNX Runtime or OpenVINO" if opts.python else "Triton's OpenVINO backend runs"
+        raise UsageError(f"{what} on CPU only", "use --kind cpu (or auto)")
+
+
+def _platform(opts: TritonOptions, is_plan: bool) -> str:
+    """What serves the model: a Triton platform (tensorrt_plan, onnxruntime_onnx) or backend (openvino, python)."""
+    if is_plan:
+        return "tensorrt_plan"
+    if opts.python:
+        return "python"
+    backend = BACKENDS[opts.backend].triton
+    return "onnxruntime_onnx" if backend == "onnxruntime" else backend  # the platform name of that backend
+
+
+def _max_batch(manifest: Manifest, artifact: Path, platform: str, opts: TritonOptions) -> int:
+    if platform == "tensorrt_plan":
+        low, high = manifest.min_batch, manifest.max_batch
+        if opts.max_batch is not None and not low <= opts.max_batch <= high:
+            raise UsageError(f"--max-batch {opts.max_batch} is outside the plan's profile batches {low} to {high}",
+                             f"use --max-batch between {low} and {high}, or rebuild the plan with another profile")
+        if manifest.compute_capability is None:
+            raise UsageError(f"the manifest of '{artifact}' records no GPU compute capability",
+                             "rebuild the plan with this version of cnnx")
+        return opts.max_batch or high
+    if platform == "openvino":
+        # OpenVINO's backend compiles a fixed batch of max_batch_size and rejects every other batch unless it
+        # pads (openvino_backend src/openvino.cc): batch requests only when asked for, then with padding
+        return opts.max_batch or 0
+    return opts.max_batch or DEFAULT_MAX_BATCH
+
+
+def _warmup_batches(manifest: Manifest, platform: str, max_batch: int, opts: TritonOptions) -> tuple[int, ...]:
+    """Batch sizes Triton runs through the model at load. A TensorRT plan refuses batches outside its profile,
+    and a failed warm-up fails the load: warm up from the profile's minimum."""
+    if opts.warmup == "none":
+        return ()
+    low = manifest.min_batch if platform == "tensorrt_plan" else 1
+    return tuple(dict.fromkeys((low, max(max_batch, low))))
 
 
 def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOptions = TritonOptions()) -> ModelPlan:
@@ -282,63 +355,95 @@ def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOption
     manifest = read_manifest(artifact, PlanManifest if is_plan else OnnxManifest)  # refuses a modified file
     _check_options(opts, is_plan)
     name = check_model_name(name if name is not None else f"{manifest.model}-{manifest.precision}")
-    if is_plan:
-        profile_max = manifest.max_batch
-        if opts.max_batch is not None and opts.max_batch > profile_max:
-            raise UsageError(f"--max-batch {opts.max_batch} exceeds the plan's profile maximum {profile_max}",
-                             f"use --max-batch {profile_max} or less, or rebuild the plan with a larger profile")
-        max_batch = opts.max_batch or profile_max
-        if manifest.compute_capability is None:
-            raise UsageError(f"the manifest of '{artifact}' records no GPU compute capability",
-                             "rebuild the plan with this version of cnnx")
-    else:
-        max_batch = opts.max_batch or DEFAULT_MAX_BATCH
-    if opts.preferred_batch and max(opts.preferred_batch) > max_batch:
-        raise UsageError(f"a preferred batch size exceeds the max batch {max_batch}")
-    labels = _dims(manifest.output, "output") == [len(imagenet_labels())]
-    text = render_config(manifest, artifact.name, name, max_batch, opts, is_plan, labels)
-    validate_config(text, manifest, name, max_batch, is_plan, opts)
-    return ModelPlan(artifact=artifact, manifest=manifest, name=name, max_batch=max_batch, config_text=text,
-                     file_name=f"model{suffix}", labels=labels)
+    platform = _platform(opts, is_plan)
+    max_batch = _max_batch(manifest, artifact, platform, opts)
+    if opts.preferred_batch and (max_batch < 2 or max(opts.preferred_batch) > max_batch):
+        raise UsageError(f"a preferred batch size exceeds the max batch {max_batch}",
+                         "choose sizes up to --max-batch" + (" (and set --max-batch)" if not max_batch else ""))
+    inp, out = manifest.input, manifest.output
+    batch_dims = () if max_batch else (-1,)
+    labels = _dims(out, "output") == (len(imagenet_labels()),)
+    inputs = [ConfigTensor(inp.name, _data_type(inp), batch_dims + _dims(inp, "input"), optional=opts.python)]
+    outputs = [ConfigTensor(out.name, _data_type(out), batch_dims + _dims(out, "output"),
+                            label_filename=LABELS_NAME if labels else None)]
+    parameters = {}
+    if platform == "openvino" and max_batch:
+        parameters["ENABLE_BATCH_PADDING"] = "YES"
+    if platform == "python":
+        topk = min(opts.topk, _dims(out, "output")[-1])
+        inputs.append(ConfigTensor(triton_python_model.BYTES_INPUT, "TYPE_STRING", (1,), optional=True))
+        outputs += [ConfigTensor(triton_python_model.LABELS_OUTPUT, "TYPE_STRING", (topk,)),
+                    ConfigTensor(triton_python_model.PROBABILITIES_OUTPUT, "TYPE_FP32", (topk,))]
+        parameters.update(artifact=f"model{suffix}", runtime=opts.backend, topk=str(topk))
+    if len({t.name for t in inputs + outputs}) < len(inputs) + len(outputs):
+        raise UsageError(f"the artifact's tensor names {inp.name!r} / {out.name!r} clash with the python kind's "
+                         "own inputs and outputs", "serve it without --python")
+    plan = ModelPlan(artifact=artifact, manifest=manifest, name=name, platform=platform, max_batch=max_batch,
+                     warmup_batches=_warmup_batches(manifest, platform, max_batch, opts), inputs=tuple(inputs),
+                     outputs=tuple(outputs), parameters=parameters, file_name=f"model{suffix}", labels=labels)
+    plan.config_text = render_config(plan, opts)
+    validate_config(plan.config_text, plan)
+    return plan
+
+
+def _fill_model_folder(folder: Path, plan: ModelPlan) -> None:
+    folder.chmod(0o755)  # mkdtemp makes 0700; the server (often another user in a container) must read it
+    version = folder / VERSION
+    version.mkdir()
+    shutil.copyfile(plan.artifact, version / plan.file_name)
+    if sha256_file(version / plan.file_name) != plan.manifest.artifact_sha256:
+        raise UsageError(f"the copy of '{plan.artifact}' differs from the original (changed while copying?)",
+                         "run the command again")
+    shutil.copyfile(manifest_path(plan.artifact), version / "model.json")
+    if plan.platform == "python":
+        shutil.copyfile(PYTHON_MODEL_SOURCE, version / "model.py")
+    if plan.labels:
+        (folder / LABELS_NAME).write_text("\n".join(imagenet_labels()) + "\n", encoding="utf-8")
+    (folder / "config.pbtxt").write_text(plan.config_text, encoding="utf-8")
+
+
+def _replace_folder(new: Path, final: Path) -> None:
+    """Put the complete folder `new` in the place of the existing `final`. Where the OS swaps two paths in
+    one step (Linux), `final` never goes missing, so a server polling the repository never sees the model
+    vanish; elsewhere it is two renames with a moment in between. `new` then holds the old folder."""
+    if exchange_paths(new, final):
+        return
+    aside = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
+    os.replace(final, aside / final.name)
+    try:
+        os.rename(new, final)
+    except BaseException:
+        os.replace(aside / final.name, final)  # put the previous model back
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    os.replace(aside / final.name, new)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_model(repo: Path, plan: ModelPlan, force: bool = False) -> TritonModel:
-    """Write one model folder atomically (temporary folder inside `repo`, then rename)."""
+    """Write one model folder atomically (temporary folder inside `repo`, then rename or swap)."""
     final = repo / plan.name
-    if (final.exists() or final.is_symlink()) and not force:
+    exists = final.exists() or final.is_symlink()
+    if exists and not force:
         raise UsageError(f"model folder '{final}' already exists", "pass --force to replace it, or --name")
     tmp = Path(tempfile.mkdtemp(dir=repo, prefix=f".{plan.name}.", suffix=".partial"))
-    old: Path | None = None
     try:
-        tmp.chmod(0o755)  # mkdtemp makes 0700; the server (often another user in a container) must read it
-        version = tmp / VERSION
-        version.mkdir()
-        shutil.copyfile(plan.artifact, version / plan.file_name)
-        if sha256_file(version / plan.file_name) != plan.manifest.artifact_sha256:
-            raise UsageError(f"the copy of '{plan.artifact}' differs from the original (changed while copying?)",
-                             "run the command again")
-        shutil.copyfile(manifest_path(plan.artifact), version / "model.json")
-        if plan.labels:
-            (tmp / LABELS_NAME).write_text("\n".join(imagenet_labels()) + "\n", encoding="utf-8")
-        (tmp / "config.pbtxt").write_text(plan.config_text, encoding="utf-8")
-        if final.exists() or final.is_symlink():  # --force: move the old folder aside, swap, then delete it
-            old = Path(tempfile.mkdtemp(dir=repo, prefix=f".{plan.name}.", suffix=".old"))
-            os.replace(final, old / plan.name)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not final.exists() and (old / plan.name).exists():
-            os.replace(old / plan.name, final)  # put the previous model back
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        _fill_model_folder(tmp, plan)
+        if exists:
+            _replace_folder(tmp, final)
+        else:
+            os.rename(tmp, final)
+    finally:  # the failed folder, or the replaced one (which may have been a symlink)
+        if tmp.is_symlink():
+            tmp.unlink()
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     files = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
-    platform = "tensorrt_plan" if plan.file_name.endswith(".plan") else (
-        "openvino" if 'backend: "openvino"' in plan.config_text else "onnxruntime_onnx")
+    perf = None if plan.platform == "python" else shlex.join(
+        ["perf_analyzer", "-m", plan.name, "-b", "1", "--concurrency-range", "1:4"])
     return TritonModel(name=plan.name, path=final, artifact=plan.artifact, config=final / "config.pbtxt",
-                       max_batch=plan.max_batch, platform=platform, replaced=old is not None, files=files,
-                       perf_command=f"perf_analyzer -m {plan.name} -b 1 --concurrency-range 1:4")
+                       max_batch=plan.max_batch, platform=plan.platform, replaced=exists, files=files,
+                       perf_command=perf)
 
 
 def add_to_repository(artifacts, repo: str | Path, *, name: str | None = None,
