@@ -304,3 +304,16 @@ def test_a_damaged_or_foreign_calibration_cache_is_rebuilt(tmp_path):
         assert status in again.manifest.precision_details["calibration"]["cache"]["status"]
         assert again.passed and again.manifest.precision_details["accuracy"]["sqnr_db"] == pytest.approx(
             first.manifest.precision_details["accuracy"]["sqnr_db"])
+
+
+def test_concurrent_exports_into_one_folder_each_leave_a_consistent_pair(tmp_path):
+    """Two exports of the same artifact with different weights at once: they take turns on the artifact's
+    lock, so whichever finishes last wins whole (file and manifest agree) and neither fails."""
+    runs = [subprocess.Popen([*CLI, "export", "nin", "--seed", str(seed), "--out", str(tmp_path), "--target",
+                              "onnx"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for seed in (1, 2)]
+    for run in runs:
+        _, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr
+    assert visible(tmp_path) == ["nin-fp32.json", "nin-fp32.onnx"] and hidden_temporaries(tmp_path) == []
+    assert run_cli_check(tmp_path / "nin-fp32.onnx") == 0  # the manifest's seed rebuilds the file's weights
