@@ -653,6 +653,24 @@ def test_resnet18_batch_range_torch_input_bench_and_reload(resnet18_engines):
     np.testing.assert_array_equal(reloaded(x), full)
 
 
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_resnet18_reads_a_cuda_input_only_after_its_producer(resnet18_engines):
+    """The real race: the caller's stream is still busy (a spin kernel, then the copy that fills the input)
+    when the runner is called; the runner's own stream must wait for it."""
+    from cnnx.backends.tensorrt.runner import TensorRTRunner
+
+    plan, _ = resnet18_engines["fp32"]
+    runner = TensorRTRunner(plan)
+    data = torch.rand(4, 3, 224, 224, device="cuda")
+    expected = runner(data.cpu().numpy())
+    x = torch.zeros_like(data)
+    torch.cuda.synchronize()
+    torch.cuda._sleep(500_000_000)  # about a quarter of a second of spinning on the current stream
+    x.copy_(data)  # queued behind the spin
+    np.testing.assert_allclose(runner(x), expected, rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # CPU: build and run paths against the TensorRT and CUDA stand-ins of tests/trt_fakes.py (outcomes only)
 # ---------------------------------------------------------------------------------------------------------------
