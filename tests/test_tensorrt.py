@@ -51,6 +51,8 @@ RETURNS = {"Builder.create_network": "INetworkDefinition", "Builder.create_build
            "IBuilderConfig.create_timing_cache": "ITimingCache", "IBuilderConfig.get_timing_cache": "ITimingCache",
            "OnnxParser.get_error": "ParserError", "Runtime.deserialize_cuda_engine": "ICudaEngine",
            "ICudaEngine.create_execution_context": "IExecutionContext", "ICudaEngine.get_tensor_dtype": "DataType"}
+# pybind11 gives every enum value .name and .value; they are not in the binding sources, so not in the lists.
+ENUM_BUILTINS = {("DataType", "name"), ("DataType", "value")}
 # Legacy names cnnx must never call, whatever object they are on (binding-index API, pre-v3 execution).
 LEGACY = {"execute_v2", "execute_async_v2", "execute_async", "execute", "get_binding_shape", "get_binding_dtype",
           "get_binding_index", "get_binding_name", "binding_is_input", "num_bindings", "set_binding_shape",
@@ -152,7 +154,7 @@ def used_api(source: str) -> tuple[set[str], set[str], set[str]]:
                 used.add(chain)
                 continue
             owner = type_of(node.value)
-            if owner is not None:
+            if owner is not None and (owner, node.attr) not in ENUM_BUILTINS:
                 used.add(f"{owner}.{node.attr}")
                 members.add(node.attr)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr",
@@ -216,6 +218,7 @@ def test_api_scan_follows_chained_calls_and_assignments():
         ctx.execute_async_v3(0)
         self._engine = rt.deserialize_cuda_engine(b"")
         self._engine.num_io_tensors
+        self._engine.get_tensor_dtype("x").name
         class Monitor(trt.IProgressMonitor):
             def step_complete(self, phase, step):
                 return True
