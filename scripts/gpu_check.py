@@ -309,7 +309,8 @@ def summary(report: dict) -> str:
     steps = report["steps"]
     lines = [f"# cnnx GPU check ({report['created']})", "", "| step | status | seconds | why |", "|---|---|---:|---|"]
     for name, s in steps.items():
-        lines.append(f"| {name} | {s['status']} | {s.get('seconds', '')} | {(s.get('reason') or '').replace('|', '/')} |")
+        why = (s.get("reason") or "").replace("|", "/")
+        lines.append(f"| {name} | {s['status']} | {s.get('seconds', '')} | {why} |")
     env = steps.get("environment", {})
     if env.get("status") == "ok":
         lines += ["", "## Environment", "", f"- Python {env['python']} on {env['platform']}",
@@ -330,22 +331,23 @@ def summary(report: dict) -> str:
     torch_cases = steps.get("torch-bench", {}).get("cases", [])
     baseline = {c["batch"]: c["latency"]["median_ms"] for c in torch_cases
                 if (c["backend"], c["precision"], c["status"]) == ("torch", "fp32", "ok")}
-    header = ["| backend | precision | batch | median ms | p99 ms | end-to-end median ms | images/s | speedup vs eager fp32 |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    header = ["| backend | precision | batch | median ms | p99 ms | end-to-end median ms | images/s | "
+              "speedup vs eager fp32 |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     if torch_cases:
         device = steps["torch-bench"].get("device", "cuda")
         lines += ["", f"## PyTorch on {device} ({report['model']})", "", *header, *_bench_rows(torch_cases, baseline)]
     trt = steps.get("tensorrt", {})
     if trt.get("builds") or trt.get("parity"):
-        lines += ["", f"## TensorRT ({report['model']})", "", "| precision | build s | parity | cosine | SQNR dB | top-1 | "
-                  "top-5 |", "|---|---:|---|---:|---:|---:|---:|"]
+        lines += ["", f"## TensorRT ({report['model']})", "",
+                  "| precision | build s | parity | cosine | SQNR dB | top-1 | top-5 |",
+                  "|---|---:|---|---:|---:|---:|---:|"]
         for precision, build in trt.get("builds", {}).items():
             p = trt.get("parity", {}).get(precision)
             m = p["metrics"] if p else {}
             verdict = ("PASS" if p["passed"] else "FAIL: " + "; ".join(p["failures"])) if p else "-"
-            lines.append(f"| {precision} | {build['build_seconds']} | {verdict} | {m.get('cosine', float('nan')):.6f} | "
-                         f"{m.get('sqnr_db', float('nan')):.1f} | {m.get('top1', float('nan')):.2f} | "
-                         f"{m.get('top5', float('nan')):.2f} |")
+            nan = float("nan")
+            lines.append(f"| {precision} | {build['build_seconds']} | {verdict} | {m.get('cosine', nan):.6f} | "
+                         f"{m.get('sqnr_db', nan):.1f} | {m.get('top1', nan):.2f} | {m.get('top5', nan):.2f} |")
         if trt.get("cases"):
             lines += ["", *header, *_bench_rows(trt["cases"], baseline)]
         lines += [f"- {b} not run: {why}" for b, why in trt.get("bench_not_run", {}).items()]

@@ -67,6 +67,22 @@ class FakeStream:
         self.run_pending()
 
 
+class FakeEvent:
+    """A CUDA event whose elapsed time is a fixed 0.25 ms (timing code runs; the number means nothing)."""
+
+    def __init__(self, enable_timing=False):
+        pass
+
+    def record(self, stream=None):
+        pass
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, other):
+        return 0.25
+
+
 @dataclass
 class FakeCuda:
     """Installed over torch.cuda / torch.empty by `install(monkeypatch)`."""
@@ -114,11 +130,13 @@ class FakeCuda:
 
     def install(self, monkeypatch) -> FakeCuda:
         monkeypatch.setattr(torch, "empty", self.empty)
-        monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: FakeStream(self, device or f"cuda:{self.current}"))
+        monkeypatch.setattr(torch.cuda, "Stream",
+                            lambda device=None: FakeStream(self, device or f"cuda:{self.current}"))
         monkeypatch.setattr(torch.cuda, "stream", self.stream)
         monkeypatch.setattr(torch.cuda, "current_stream", self.current_stream)
         monkeypatch.setattr(torch.cuda, "device", self.device)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: self.device_count)
+        monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
         return self
 
 
@@ -150,7 +168,8 @@ class IOTensor:
     dims: tuple  # without the batch
 
 
-DEFAULT_IO = (IOTensor("images", True, DataType.FLOAT, (3, 224, 224)), IOTensor("logits", False, DataType.FLOAT, (1000,)))
+DEFAULT_IO = (IOTensor("images", True, DataType.FLOAT, (3, 224, 224)),
+              IOTensor("logits", False, DataType.FLOAT, (1000,)))
 
 
 class FakeTensorRT:
