@@ -276,9 +276,11 @@ _PASS_THROUGH = ("Relu", "Clip", "MaxPool", "Flatten", "Reshape", "Identity")
 
 
 def with_producers(fp32: onnx.ModelProto, ranked: list[tuple[str, float]]) -> list[str]:
-    """The nodes to keep in float for the chosen layers. ONNX Runtime quantizes a tensor when its producer is
-    quantized, so excluding only a layer leaves its input Q/DQ'd: the layer that produces that input (through
-    ReLU/pooling) is kept in float too, otherwise an outlier-stretched activation stays quantized."""
+    """The nodes to keep in float for the chosen layers. In the cpu form ONNX Runtime quantizes a tensor when
+    its producer is quantized, so excluding only a layer leaves its input Q/DQ'd: the layer that produces that
+    input (through ReLU/pooling) is kept in float too, otherwise an outlier-stretched activation stays
+    quantized. (The tensorrt form puts no Q/DQ on layer outputs, so there the layer alone would do; the same
+    rule is applied to both forms.)"""
     producer = {out: node for node in fp32.graph.node for out in node.output}
     chosen: list[str] = []
     for name, _ in ranked:
