@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from cnnx.backends import BACKENDS
@@ -75,3 +76,49 @@ def test_smoke_bench_json_csv_and_plot(run_cli, tmp_path):
     rows = list(csv.DictReader(csv_path.open()))
     assert len(rows) == len(report["cases"]) and {"median_ms", "p99_ms", "images_per_s", "speedup"} <= set(rows[0])
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_torch_cases_leave_the_shared_eager_model_in_fp32(tmp_path):
+    """bench builds the eager model once and every torch case wraps it: an fp16 case (on a GPU) must not round
+    its weights in place, or the fp32 cases after it would measure, and compare against, an fp16 model."""
+    import torch
+
+    from cnnx.backends.torch import TorchRunner
+    from cnnx.bench.suite import Workload
+
+    workload = Workload("nin", tmp_path, threads=None, device="cpu", progress=lambda stage: None)
+    before = {k: v.clone() for k, v in workload.eager.state_dict().items()}
+    x = workload.inputs(2)
+    with torch.inference_mode():
+        reference = workload.eager(torch.from_numpy(x)).numpy()
+    workload.steps("torch", "fp16", 2)  # what a GPU fp16 case builds (the step itself is not run on this CPU)
+    after = workload.eager.state_dict()
+    assert all(after[k].dtype == before[k].dtype and torch.equal(after[k], before[k]) for k in before)
+    np.testing.assert_array_equal(TorchRunner(workload.eager)(x), reference)
+
+
+@pytest.mark.gpu
+def test_gpu_torch_runners_agree_with_the_cpu_and_keep_the_model_fp32():
+    """On a GPU: eager fp32, CUDA-graph fp32 and eager fp16 runners built from one model give the CPU's logits
+    (fp16 within its precision), and the model they share is still the fp32 one afterwards."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (none is visible to PyTorch)")
+    from cnnx.backends.torch import TorchCudaGraphRunner, TorchRunner
+    from cnnx.data import load_batch, sample_images
+    from cnnx.models.registry import get_spec
+    from cnnx.weights import create_model
+
+    model = create_model("resnet18")
+    x = load_batch(sample_images()[:4], get_spec("resnet18").preprocess)
+    reference = TorchRunner(model)(x)
+    fp16 = TorchRunner(model, device="cuda", precision="fp16")(x)
+    graph = TorchCudaGraphRunner(model, device="cuda")
+    step, _ = graph.timed_steps(x)
+    step()
+    np.testing.assert_allclose(TorchRunner(model, device="cuda")(x), reference, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(graph(x), reference, rtol=1e-3, atol=1e-3)
+    assert np.corrcoef(fp16.ravel(), reference.ravel())[0, 1] > 0.999
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
+    np.testing.assert_array_equal(TorchRunner(model)(x), reference)

@@ -81,6 +81,31 @@ def test_tensorrt_form_is_symmetric_int8_per_channel_without_bias_quantization(r
     assert details["qdq"]["nonzero_zero_points"] == 0 and details["qdq"]["zero_point_types"] == ["int8"]
 
 
+def test_tensorrt_form_places_qdq_on_layer_inputs_only(resnet18_export):
+    """NVIDIA's placement for TensorRT (ORT's quantizer notes it too: OpTypesToExcludeOutputQuantization):
+    Q/DQ on the inputs of every Conv/Gemm, none on their outputs, so the logits leave the last Gemm in float;
+    residual Adds are not quantized, so the conv branch enters the Add unquantized (TensorRT fuses conv+add)
+    and only the skip input carries Q/DQ, put there by the next block's first conv."""
+    _, results = resnet18_export
+    proto = onnx.load(str(results["int8"].path))
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    for node in proto.graph.node:
+        if node.op_type in ("Conv", "Gemm"):
+            assert producers[node.input[0]].op_type == "DequantizeLinear", f"{node.name}: input not quantized"
+        if node.op_type == "QuantizeLinear" and node.input[0] in producers:
+            source = producers[node.input[0]]
+            assert source.op_type not in ("Conv", "Gemm", "MatMul"), f"{node.name} quantizes {source.name}'s output"
+    assert producers[proto.graph.output[0].name].op_type == "Gemm"  # float logits
+    adds = [n for n in proto.graph.node if n.op_type == "Add"]
+    inputs = [[producers[i].op_type for i in add.input] for add in adds]
+    assert len(adds) == 8 and all("Conv" in kinds for kinds in inputs), inputs
+    # 5 identity blocks: the skip input is the Q/DQ'd block input; 3 downsample blocks: both inputs are convs
+    assert sum(kinds.count("DequantizeLinear") for kinds in inputs) == 5, inputs
+    details = results["int8"].manifest.precision_details
+    assert details["op_types_not_quantized"] == ["Add", "Mul"]
+    assert details["ort_extra_options"]["OpTypesToExcludeOutputQuantization"] == ["Conv", "Gemm", "MatMul"]
+
+
 def test_cpu_form_uses_uint8_activations_and_int8_weights(resnet18_export, tmp_path):
     out, results = resnet18_export
     calib = load_calibration("samples", get_spec("resnet18"), CALIB)

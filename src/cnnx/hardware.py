@@ -28,12 +28,13 @@ def cpu_info() -> dict:
     return {"model": model, "isa": [f for f in ISA_FLAGS if f in flags], "logical_cores": os.cpu_count()}
 
 
-def gpu_info() -> dict | None:
+def gpu_info(device: int = 0) -> dict | None:
+    """Name, compute capability, memory, CUDA and driver of CUDA device `device` (None: no such GPU)."""
     import torch
 
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() or not 0 <= device < torch.cuda.device_count():
         return None
-    props = torch.cuda.get_device_properties(0)
+    props = torch.cuda.get_device_properties(device)
     info = {"name": props.name, "compute_capability": f"{props.major}.{props.minor}",
             "memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda}
     if shutil.which("nvidia-smi"):

@@ -100,19 +100,22 @@ def require(name: str) -> Backend:
 
 def artifact_runner(name: str, onnx_path: str | Path, *, threads: int | None = None,
                     inference_precision: str = "f32", max_batch: int = 32, max_requests: int | None = None) -> Runner:
-    """A Runner for an exported ONNX artifact on backend `name`. For "tensorrt" a plan is built from the ONNX
-    file first; an unusable backend raises BackendUnavailable with the reason."""
+    """A Runner for an exported ONNX artifact on backend `name`, for batches up to `max_batch`. For "tensorrt"
+    a plan is built from the ONNX file first, or reused when one built from the same file with the same
+    settings on this TensorRT and GPU is there; an unusable backend raises BackendUnavailable with the reason."""
     backend = get_backend(name, runs=("onnx", "plan"))
     if name == "tensorrt":
         from .tensorrt.build import build_engine
         from .tensorrt.runner import TensorRTRunner
 
         require(name)
-        plan, _ = build_engine(onnx_path, max_batch=max_batch)
+        plan, _ = build_engine(onnx_path, max_batch=max_batch, reuse=True)
         return TensorRTRunner(plan)
     if name == "openvino":
         return backend.runner_class()(onnx_path, threads=threads, inference_precision=inference_precision,
                                       max_requests=max_requests)
     if name == "onnxruntime":
         return backend.runner_class()(onnx_path, threads=threads)
+    if name == "onnxruntime-tensorrt":
+        return backend.runner_class()(onnx_path, max_batch=max_batch)
     return backend.runner_class()(onnx_path)

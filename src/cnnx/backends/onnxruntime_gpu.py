@@ -1,7 +1,8 @@
 """ONNX Runtime on NVIDIA GPUs: the CUDA and TensorRT execution providers, as further Runners.
 
 Both need the `onnxruntime-gpu` wheel (which must replace, not sit beside, the CPU `onnxruntime` wheel) and a
-CUDA GPU; the TensorRT provider also needs TensorRT's libraries (ORT >= 1.27 for TensorRT 11). ORT silently
+CUDA GPU; the TensorRT provider also needs TensorRT's libraries (ORT >= 1.27 for TensorRT 11; with TensorRT 10,
+ORT >= 1.27 may build fp16/int8 files weakly typed, see the README's TensorRT section). ORT silently
 falls back to the CPU provider when a GPU provider cannot start, so the runners check which provider the
 session really got and refuse a fallback instead of measuring the CPU under a GPU label.
 """
@@ -72,21 +73,37 @@ class OnnxRuntimeTensorRTRunner(_GpuProviderRunner):
     """ORT with the TensorRT execution provider (CUDA, then CPU for what TensorRT does not take).
 
     Engines are cached under `cache_dir` so the (slow) TensorRT build happens once per model and shape range.
-    Precision comes from the ONNX file, as for cnnx's own engines: no trt_fp16/int8 options are set."""
+    One explicit optimization profile covers batches min..max (the input's name and dims are read from the
+    ONNX file), so a new batch size does not rebuild the engine.
+
+    Precision comes from the ONNX file, as for cnnx's own engines: with TensorRT 10+ the provider builds a
+    strongly typed network exactly when neither trt_fp16_enable nor trt_int8_enable is set (ORT >= 1.18,
+    microsoft/onnxruntime#19695; there is no trt_strongly_typed option), so both are set to False explicitly:
+    an fp16 graph runs in fp16 and a Q/DQ graph in int8, as written."""
 
     backend = "onnxruntime-tensorrt"
     kind = "tensorrt"
 
     def __init__(self, model: str | Path, device_id: int = 0, cache_dir: str | Path = "engines/ort-trt-cache",
-                 input_name: str | None = None, input_dims: tuple[int, ...] | None = None,
                  min_batch: int = 1, opt_batch: int | None = None, max_batch: int = 32):
+        options = tensorrt_provider_options(model, device_id, cache_dir, min_batch, opt_batch, max_batch)
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        options = {"device_id": device_id, "trt_engine_cache_enable": True,
-                   "trt_engine_cache_path": str(cache_dir), "trt_timing_cache_enable": True}
-        if input_name and input_dims:
-            options.update(ort_profile_options(input_name, input_dims, min_batch, opt_batch or max_batch, max_batch))
         self._start(model, (("TensorrtExecutionProvider", options), ("CUDAExecutionProvider", {"device_id": device_id}),
                             "CPUExecutionProvider"))
+
+
+def tensorrt_provider_options(model: str | Path, device_id: int, cache_dir: str | Path, min_batch: int,
+                              opt_batch: int | None, max_batch: int) -> dict:
+    """The TensorRT provider's options for a cnnx ONNX artifact: engine and timing caches, no precision flags
+    (strongly typed), and one profile over the batch range of the file's one input."""
+    from .tensorrt.build import describe_onnx
+
+    source = describe_onnx(model)
+    options = {"device_id": device_id, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+               "trt_timing_cache_enable": True, "trt_fp16_enable": False, "trt_int8_enable": False}
+    options.update(ort_profile_options(source.input_name, tuple(source.input_shape[1:]), min_batch,
+                                       opt_batch or max_batch, max_batch))
+    return options
 
 
 def ort_profile_options(input_name: str, dims: tuple[int, ...], min_batch: int, opt_batch: int,

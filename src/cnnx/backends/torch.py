@@ -5,6 +5,7 @@ copies; on CPU the wall clock around the call is the latency."""
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import numpy as np
@@ -20,7 +21,7 @@ class TorchRunner(Runner):
     def __init__(self, model: nn.Module, device: str = "cpu", precision: str = "fp32"):
         self.device = device
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.model = model.to(device=device, dtype=self.dtype).eval()
+        self.model = on_device(model, device, self.dtype).eval()
         self.forward: Callable = self.model
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -56,6 +57,18 @@ class TorchRunner(Runner):
                 self.forward(host.to(self.device, non_blocking=False)).cpu()
 
         return compute_step, end_to_end_step
+
+
+def on_device(model: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
+    """`model` itself when its parameters and buffers already have this device and floating dtype, else a copy
+    moved there: nn.Module.to works in place, and the caller's model (bench's cached eager model, the parity
+    reference) must keep its fp32 weights for the cases that follow."""
+    target = torch.device(device)
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device.type == target.type and (target.index is None or t.device.index == target.index)
+           and (t.dtype == dtype or not t.is_floating_point()) for t in tensors):
+        return model
+    return copy.deepcopy(model).to(device=device, dtype=dtype)
 
 
 class TorchCompileRunner(TorchRunner):

@@ -31,7 +31,8 @@ class EngineOutcome:
 def engine_for_artifact(onnx_path: str | Path, target: str = "auto", **build_options) -> EngineOutcome:
     """`auto`: build when TensorRT and a GPU are usable, else report why not and the command for a GPU machine.
     `tensorrt`: build, or raise BackendUnavailable (exit 3) with that reason; the ONNX file stays either way.
-    `onnx`: do nothing."""
+    `onnx`: do nothing. A plan already built from the same ONNX bytes with the same settings on this TensorRT and
+    GPU is reused rather than built again."""
     if target not in TARGETS:
         raise UsageError(f"unknown target '{target}'", f"choose from {', '.join(TARGETS)}")
     if target == "onnx":
@@ -44,5 +45,5 @@ def engine_for_artifact(onnx_path: str | Path, target: str = "auto", **build_opt
                                      f"the ONNX artifact '{onnx_path}' is kept; on a machine with an NVIDIA GPU "
                                      f"and TensorRT run: {command}")
         return EngineOutcome(target, built=False, reason=reason, command=command)
-    plan, manifest = build_engine(onnx_path, **build_options)
+    plan, manifest = build_engine(onnx_path, reuse=True, **build_options)
     return EngineOutcome(target, built=True, plan=str(plan), manifest=manifest)

@@ -3,7 +3,14 @@
 Two Q/DQ forms (`target`):
 - "tensorrt": what TensorRT's explicit-quantization parser accepts (shared/reference/tensorrt.md 4.7, 5.3):
   int8 activations and weights, all zero points 0 (symmetric), per-channel weights on axis 0 (output
-  channels), biases left in float (no int32 bias DequantizeLinear).
+  channels), biases left in float (no int32 bias DequantizeLinear). Placement follows NVIDIA's guidance for
+  TensorRT: Q/DQ on the inputs of the weighted layers (Conv/Gemm/MatMul), not on their outputs (ORT's
+  OpTypesToExcludeOutputQuantization, which its own quantizer recommends for TensorRT), so the logits leave
+  the last Gemm in float and TensorRT fuses conv+ReLU in int8; and residual Add/Mul are not quantized, so a
+  skip connection's input keeps the Q/DQ its other consumer (the next block's first conv) puts on it while
+  the conv branch's output enters the Add unquantized, which lets TensorRT fuse conv+add. ORT's quantizer
+  cannot put Q/DQ on one Add input only, so in blocks whose skip path is itself a conv (downsampling) both
+  Add inputs stay float.
 - "cpu": ONNX Runtime's fast x86 path (VNNI/AMX): uint8 asymmetric activations, int8 symmetric per-channel
   weights, int32 biases.
 
@@ -58,6 +65,7 @@ CACHE_DIR = ".calibration"
 CACHE_FORMAT = "cnnx-int8-calibration/1"
 CALIB_BATCH = 4  # tensors per calibration inference (memory of all intermediates stays bounded)
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
+TENSORRT_FLOAT_OPS = ("Add", "Mul")  # residual arithmetic: left to TensorRT's conv+add fusion (see the docstring)
 
 
 def _ort():
@@ -77,10 +85,12 @@ def target_options(target: str) -> dict:
     q = _ort()
     common = {"quant_format": q.QuantFormat.QDQ, "per_channel": True, "weight_type": q.QuantType.QInt8}
     if target == "tensorrt":
-        return {**common, "activation_type": q.QuantType.QInt8, "extra_options": {
-            "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-            "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
-            "DedicatedQDQPair": False, "QDQDisableWeightAdjustForInt32Bias": True}}
+        return {**common, "activation_type": q.QuantType.QInt8,
+                "op_types_to_quantize": sorted(set(_op_types()) - set(TENSORRT_FLOAT_OPS)), "extra_options": {
+                    "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                    "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
+                    "DedicatedQDQPair": False, "QDQDisableWeightAdjustForInt32Bias": True,
+                    "OpTypesToExcludeOutputQuantization": list(LAYER_OPS)}}
     return {**common, "activation_type": q.QuantType.QUInt8, "extra_options": {
         "ActivationSymmetric": False, "WeightSymmetric": True,
         "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1}}}
@@ -284,9 +294,11 @@ _PASS_THROUGH = ("Relu", "Clip", "MaxPool", "Flatten", "Reshape", "Identity")
 
 
 def with_producers(fp32: onnx.ModelProto, ranked: list[tuple[str, float]]) -> list[str]:
-    """The nodes to keep in float for the chosen layers. ONNX Runtime quantizes a tensor when its producer is
-    quantized, so excluding only a layer leaves its input Q/DQ'd: the layer that produces that input (through
-    ReLU/pooling) is kept in float too, otherwise an outlier-stretched activation stays quantized."""
+    """The nodes to keep in float for the chosen layers. In the cpu form ONNX Runtime quantizes a tensor when
+    its producer is quantized, so excluding only a layer leaves its input Q/DQ'd: the layer that produces that
+    input (through ReLU/pooling) is kept in float too, otherwise an outlier-stretched activation stays
+    quantized. (The tensorrt form puts no Q/DQ on layer outputs, so there the layer alone would do; the same
+    rule is applied to both forms.)"""
     producer = {out: node for node in fp32.graph.node for out in node.output}
     chosen: list[str] = []
     for name, _ in ranked:
@@ -419,12 +431,14 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
     return {
         "target": target, "target_is_default": target == DEFAULT_TARGET,
         "form": ("int8 symmetric activations and weights (zero points 0), per-channel weights on axis 0, "
-                 "float biases: the Q/DQ form TensorRT's parser accepts") if target == "tensorrt" else
+                 "float biases: the Q/DQ form TensorRT's parser accepts; Q/DQ on the inputs of weighted layers, "
+                 "not their outputs; residual Add/Mul in float") if target == "tensorrt" else
                 ("uint8 asymmetric activations, int8 symmetric per-channel weights, int32 biases: ONNX "
                  "Runtime's fast x86 (VNNI/AMX) path"),
         "activation_type": "int8" if target == "tensorrt" else "uint8", "weight_type": "int8",
         "per_channel": True, "quantize_bias": target != "tensorrt",
         "ort_extra_options": q["extra_options"],
+        "op_types_not_quantized": list(TENSORRT_FLOAT_OPS) if target == "tensorrt" else [],
         "calibration": {**calib.described, "method": method, "sha256": calib.sha256,
                         "cache": {"status": status, "key": key, "path": str(cache_path), "key_parts": parts}},
         "holdout": calib.holdout_described,

@@ -11,9 +11,10 @@ from typing import Callable
 from ...artifacts import atomic_path, prepare_output_dir, sha256_file, tool_versions, utc_now
 from ...errors import BackendUnavailable, UsageError
 from ...manifest import OnnxManifest, PlanManifest, TensorSpec, manifest_path, read_manifest, write_manifest
-from . import major_version, require_tensorrt, unavailable_reason
-from .plan import (DEFAULT_OUT_DIR, HARDWARE_COMPAT, make_profile, plan_filename, read_timing_cache,
-                   timing_cache_path, write_timing_cache)
+from . import major_version, require_tensorrt, require_version, unavailable_reason
+from .log import shared_logger
+from .plan import (DEFAULT_OUT_DIR, HARDWARE_COMPAT, BatchProfile, make_profile, plan_filename, read_timing_cache,
+                   timing_cache_lock, timing_cache_path, write_timing_cache)
 
 Progress = Callable[[str], None]
 
@@ -104,27 +105,6 @@ def describe_onnx(onnx_path: str | Path) -> OnnxSource:
     return OnnxSource(path, model, precision, inputs[0].name, dims, manifest, sha)
 
 
-def make_logger(trt, echo: Callable[[str], None] | None = None):
-    """A TensorRT logger that keeps errors for our messages and sends warnings to `echo`, never to stdout
-    (trt.Logger prints to stdout, which would corrupt --json output)."""
-
-    class CollectingLogger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-            self.lock = threading.Lock()
-
-        def log(self, severity, msg):
-            level = int(severity)
-            if level <= int(trt.ILogger.ERROR):
-                with self.lock:
-                    self.errors.append(str(msg))
-            if echo is not None and level <= int(trt.ILogger.WARNING):
-                echo(f"TensorRT: {msg}")
-
-    return CollectingLogger()
-
-
 def make_progress_monitor(trt, progress: Progress):
     """Build progress through IProgressMonitor (TensorRT >= 10.0): reports top-level phases and steps."""
     if not hasattr(trt, "IProgressMonitor"):
@@ -156,17 +136,21 @@ def make_progress_monitor(trt, progress: Progress):
 def build_engine(onnx_path: str | Path, *, out_dir: str | Path = DEFAULT_OUT_DIR, min_batch: int = 1,
                  opt_batch: int | None = None, max_batch: int = 32, workspace_mib: int | None = None,
                  optimization_level: int = 3, timing_cache: bool = True, tf32: bool = True,
-                 hardware_compatibility: str | None = None, version_compatible: bool = False,
+                 hardware_compatibility: str | None = None, version_compatible: bool = False, reuse: bool = False,
                  progress: Progress = lambda stage: None,
                  warn: Callable[[str], None] | None = None) -> tuple[Path, PlanManifest]:
     """Build a strongly typed TensorRT plan from an ONNX artifact. Returns (plan path, manifest).
 
     Writes `<out_dir>/<model>-<precision>-b<min>-<max>.plan` and its manifest `<same stem>.json` beside it,
     both atomically; the plan file holds TensorRT's bytes only. Inputs are validated (exit 2) before TensorRT
-    availability is checked (exit 3)."""
+    availability is checked (exit 3). With `reuse`, a plan already at that path whose manifest matches this
+    build (source ONNX hash, profile, flags, TensorRT version, GPU) is returned instead of building again."""
     source = describe_onnx(onnx_path)
     profile_spec = make_profile(source.input_name, source.input_shape, min_batch, opt_batch, max_batch)
     validate_build_options(workspace_mib, optimization_level, hardware_compatibility)
+    flags = {"workspace_mib": workspace_mib, "optimization_level": optimization_level, "tf32": tf32,
+             "hardware_compatibility": hardware_compatibility, "version_compatible": version_compatible,
+             "precision_flags": "none (strongly typed)"}
     options = {"min_batch": min_batch, "opt_batch": opt_batch, "max_batch": max_batch,
                "workspace_mib": workspace_mib, "optimization_level": optimization_level,
                "timing_cache": timing_cache, "tf32": tf32, "hardware_compatibility": hardware_compatibility,
@@ -177,15 +161,86 @@ def build_engine(onnx_path: str | Path, *, out_dir: str | Path = DEFAULT_OUT_DIR
                                  f"on a machine with an NVIDIA GPU and TensorRT, run: "
                                  f"{build_command(source.path, **options)} (the ONNX file is kept)")
     trt = require_tensorrt()
+    if hardware_compatibility == "same-cc":
+        require_version(trt, "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY", "--hardware-compat same-cc")
     from ...hardware import gpu_info
 
     out = prepare_output_dir(out_dir)
     gpu = gpu_info() or {}
+    gpu = {"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability"), "cuda": gpu.get("cuda"),
+           "driver": gpu.get("driver")}
     trt_version = str(trt.__version__)
+    plan_path = out / plan_filename(source.model, source.precision, min_batch, max_batch)
+    if reuse:
+        existing = reusable_plan(plan_path, source.sha256, profile_spec, flags, trt_version, gpu)
+        if existing is not None:
+            progress(f"reusing {plan_path} (same ONNX file, profile, flags, TensorRT and GPU)")
+            return plan_path, existing
     start = time.perf_counter()
 
     progress(f"parsing {source.path.name}")
-    logger = make_logger(trt, warn)
+    logger = shared_logger(trt)
+    mark = logger.mark()
+    with logger.echoing(warn):
+        network, parser, builder = _parse(trt, logger, source, trt_version)
+        config = builder.create_builder_config()
+        if workspace_mib is not None:
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+        config.builder_optimization_level = int(optimization_level)
+        if not tf32:
+            config.clear_flag(trt.BuilderFlag.TF32)
+        if hardware_compatibility == "ampere+":
+            config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+        elif hardware_compatibility == "same-cc":
+            config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+        if version_compatible:
+            config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        monitor = make_progress_monitor(trt, progress)
+        if monitor is not None:
+            config.progress_monitor = monitor
+
+        cache_file = timing_cache_path(out, trt_version, gpu.get("compute_capability") or "unknown")
+        cache_state = attach_timing_cache(config, cache_file) if timing_cache else {"used": False}
+
+        profile = builder.create_optimization_profile()
+        lo, opt, hi = profile_spec.shapes()
+        profile.set_shape(profile_spec.input_name, lo, opt, hi)
+        config.add_optimization_profile(profile)
+
+        progress("building engine (kernel timing can take minutes)")
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            detail = "; ".join(logger.errors_since(mark)[-3:]) or "TensorRT logged no error"
+            raise UsageError(f"TensorRT failed to build an engine from '{source.path}': {detail}",
+                             "try --workspace with more MiB, or a lower --opt-level; run with --debug for details")
+        build_seconds = round(time.perf_counter() - start, 2)
+
+        with atomic_path(plan_path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(memoryview(plan))
+        if cache_state["used"] and not save_timing_cache(config, cache_file):
+            cache_state["saved"] = False
+
+    manifest = PlanManifest(
+        artifact=plan_path.name, artifact_sha256=sha256_file(plan_path), artifact_bytes=plan_path.stat().st_size,
+        model=source.model, precision=source.precision,
+        source={"onnx": str(source.path), "onnx_sha256": source.sha256,
+                "onnx_manifest": str(manifest_path(source.path)) if source.manifest else None},
+        input=TensorSpec(profile_spec.input_name, ("batch", *profile_spec.dims)),
+        output=source.manifest.output if source.manifest else None,
+        preprocess=source.manifest.preprocess if source.manifest else None,
+        profile=profile_spec.to_dict(),
+        tensorrt={"version": trt_version, "strongly_typed": True},
+        gpu=gpu, build_flags=flags,
+        timing_cache={**cache_state, "path": str(cache_file) if timing_cache else None},
+        build_seconds=build_seconds, rebuild_command=build_command(source.path, **options),
+        tools=tool_versions(), created=utc_now())
+    write_manifest(plan_path, manifest)
+    return plan_path, manifest
+
+
+def _parse(trt, logger, source: OnnxSource, trt_version: str):
+    """(network, parser, builder) for the ONNX file; a parser failure lists TensorRT's errors node by node."""
     builder = trt.Builder(logger)
     flags = 0
     strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
@@ -199,73 +254,56 @@ def build_engine(onnx_path: str | Path, *, out_dir: str | Path = DEFAULT_OUT_DIR
                          + format_parser_errors(errors),
                          "the named node uses an operator or data type this TensorRT cannot parse; "
                          "re-export with another opset, or check the Q/DQ recipe for int8")
+    return network, parser, builder  # the parser must outlive the build (it owns the parsed weights)
 
-    config = builder.create_builder_config()
-    if workspace_mib is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
-    config.builder_optimization_level = int(optimization_level)
-    if not tf32:
-        config.clear_flag(trt.BuilderFlag.TF32)
-    if hardware_compatibility == "ampere+":
-        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    elif hardware_compatibility == "same-cc":
-        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
-    if version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    monitor = make_progress_monitor(trt, progress)
-    if monitor is not None:
-        config.progress_monitor = monitor
 
-    cache_file = timing_cache_path(out, trt_version, gpu.get("compute_capability", "unknown"))
-    cache_reused = False
-    if timing_cache:
-        previous = read_timing_cache(cache_file)
-        cache = config.create_timing_cache(previous)
-        cache_reused = config.set_timing_cache(cache, False) and bool(previous)
-        if previous and not cache_reused:  # written by another TensorRT/GPU: start afresh, overwrite later
-            config.set_timing_cache(config.create_timing_cache(b""), False)
+def reusable_plan(plan_path: Path, onnx_sha256: str, profile_spec: BatchProfile, flags: dict, trt_version: str,
+                  gpu: dict) -> PlanManifest | None:
+    """The manifest of the plan at `plan_path` when that plan is exactly what this build would make: from the
+    same ONNX bytes, with the same profile and build flags, by this TensorRT on a GPU of the same name and
+    compute capability (kernels are chosen by timing on that GPU). None otherwise, or when the plan no longer
+    matches its manifest."""
+    if not plan_path.is_file() or not manifest_path(plan_path).is_file():
+        return None
+    try:
+        manifest = read_manifest(plan_path, PlanManifest)
+    except UsageError:  # damaged, another format, or bytes that no longer match: build again
+        return None
+    same = (manifest.source.get("onnx_sha256") == onnx_sha256 and manifest.profile == profile_spec.to_dict()
+            and manifest.build_flags == flags and str(manifest.tensorrt.get("version")) == trt_version
+            and (manifest.gpu.get("name"), manifest.gpu.get("compute_capability"))
+            == (gpu.get("name"), gpu.get("compute_capability")))
+    return manifest if same else None
 
-    profile = builder.create_optimization_profile()
-    lo, opt, hi = profile_spec.shapes()
-    profile.set_shape(profile_spec.input_name, lo, opt, hi)
-    config.add_optimization_profile(profile)
 
-    progress("building engine (kernel timing can take minutes)")
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        detail = "; ".join(logger.errors[-3:]) or "see TensorRT's log above"
-        raise UsageError(f"TensorRT failed to build an engine from '{source.path}': {detail}",
-                         "try --workspace with more MiB, or a lower --opt-level; run with --debug for details")
-    build_seconds = round(time.perf_counter() - start, 2)
+def attach_timing_cache(config, path: Path) -> dict:
+    """Give the build the timing cache stored at `path` (or a new one when there is none, or TensorRT rejects
+    the stored one: written by another TensorRT or GPU). create_timing_cache may return None (NVIDIA's own
+    tools check for it): then the build goes on without a cache and the manifest says why."""
+    previous = read_timing_cache(path)
+    for data in ((previous, b"") if previous else (b"",)):
+        cache = config.create_timing_cache(data)
+        if cache is not None and config.set_timing_cache(cache, False):
+            return {"used": True, "reused": bool(data)}
+    return {"used": False, "reused": False, "reason": "TensorRT could not create a timing cache"}
 
-    plan_path = out / plan_filename(source.model, source.precision, min_batch, max_batch)
-    with atomic_path(plan_path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(memoryview(plan))
-    if timing_cache:
-        write_timing_cache(cache_file, memoryview(config.get_timing_cache().serialize()))
 
-    manifest = PlanManifest(
-        artifact=plan_path.name, artifact_sha256=sha256_file(plan_path), artifact_bytes=plan_path.stat().st_size,
-        model=source.model, precision=source.precision,
-        source={"onnx": str(source.path), "onnx_sha256": source.sha256,
-                "onnx_manifest": str(manifest_path(source.path)) if source.manifest else None},
-        input=TensorSpec(profile_spec.input_name, ("batch", *profile_spec.dims)),
-        output=source.manifest.output if source.manifest else None,
-        preprocess=source.manifest.preprocess if source.manifest else None,
-        profile=profile_spec.to_dict(),
-        tensorrt={"version": trt_version, "strongly_typed": True},
-        gpu={"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability"),
-             "cuda": gpu.get("cuda"), "driver": gpu.get("driver")},
-        build_flags={"workspace_mib": workspace_mib, "optimization_level": optimization_level,
-                     "tf32": tf32, "hardware_compatibility": hardware_compatibility,
-                     "version_compatible": version_compatible, "precision_flags": "none (strongly typed)"},
-        timing_cache={"used": timing_cache, "path": str(cache_file) if timing_cache else None,
-                      "reused": cache_reused},
-        build_seconds=build_seconds, rebuild_command=build_command(source.path, **options),
-        tools=tool_versions(), created=utc_now())
-    write_manifest(plan_path, manifest)
-    return plan_path, manifest
+def save_timing_cache(config, path: Path) -> bool:
+    """Merge the build's timing cache into the file, under the cache lock: re-read what is on disk now (other
+    builds may have added entries since this one started), combine it into ours (entries of this build win a
+    conflict; a cache of another TensorRT/GPU is skipped by TensorRT), and replace the file atomically. This is
+    Polygraphy's order; trtexec merges the other way round. False when TensorRT gave no cache to save."""
+    built = config.get_timing_cache()
+    if built is None:
+        return False
+    with timing_cache_lock(path):
+        on_disk = read_timing_cache(path)
+        if on_disk:
+            stored = config.create_timing_cache(on_disk)
+            if stored is not None:
+                built.combine(stored, False)
+        write_timing_cache(path, memoryview(built.serialize()))
+    return True
 
 
 def validate_build_options(workspace_mib: int | None, optimization_level: int,

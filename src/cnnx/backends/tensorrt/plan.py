@@ -3,13 +3,20 @@ and the timing cache file. Nothing here imports tensorrt."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no POSIX record locks; builds in one process are still serialised
+    fcntl = None
 
 from ...artifacts import atomic_path
 from ...errors import UsageError
 from ...manifest import PlanManifest, read_manifest
-from . import major_version
+from . import major_version, version_key
 
 DEFAULT_OUT_DIR = "engines"
 HARDWARE_COMPAT = ("ampere+", "same-cc")  # trt.HardwareCompatibilityLevel.AMPERE_PLUS / SAME_COMPUTE_CAPABILITY
@@ -91,6 +98,26 @@ def write_timing_cache(path: Path, data: bytes) -> None:
         tmp.write_bytes(bytes(data))
 
 
+_CACHE_THREAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def timing_cache_lock(path: Path):
+    """Exclusive use of a timing cache file while it is re-read, merged and rewritten: a lock on
+    `<cache>.lock`, POSIX lockf as trtexec and Polygraphy take it (so cnnx, trtexec and Polygraphy builds
+    sharing a cache exclude each other), plus a thread lock (lockf does not exclude threads of one process).
+    The .lock file stays, as theirs do: removing it could let two processes lock different files."""
+    lock_file = Path(str(path) + ".lock")
+    with _CACHE_THREAD_LOCK, open(lock_file, "a+b") as handle:
+        if fcntl is not None:
+            fcntl.lockf(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
 def compatibility_problem(manifest: PlanManifest, trt_version: str, compute_capability: str) -> str | None:
     """Why a plan (described by its manifest) cannot be deserialized with this TensorRT on this GPU.
 
@@ -102,7 +129,7 @@ def compatibility_problem(manifest: PlanManifest, trt_version: str, compute_capa
     built_version = str(built.get("version", "?"))
     if flags.get("version_compatible"):
         if (major_version(built_version) != major_version(trt_version)
-                or _version_key(trt_version) < _version_key(built_version)):
+                or version_key(trt_version) < version_key(built_version)):
             problems.append(f"it is version-compatible from TensorRT {built_version} within major version "
                             f"{major_version(built_version)}, but TensorRT {trt_version} is installed")
     elif built_version != str(trt_version):
@@ -110,7 +137,7 @@ def compatibility_problem(manifest: PlanManifest, trt_version: str, compute_capa
     built_cc = manifest.compute_capability or "?"
     level = flags.get("hardware_compatibility")
     if level == "ampere+":
-        if _version_key(compute_capability) < (8, 0):
+        if version_key(compute_capability) < (8, 0):
             problems.append(f"it was built for Ampere and newer GPUs (compute capability >= 8.0), but this GPU "
                             f"has compute capability {compute_capability}")
     elif built_cc != str(compute_capability):
@@ -118,14 +145,6 @@ def compatibility_problem(manifest: PlanManifest, trt_version: str, compute_capa
         problems.append(f"it was built on {gpu_name} (compute capability {built_cc}), but this GPU has compute "
                         f"capability {compute_capability}")
     return "; ".join(problems) or None
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in str(version).split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
 
 
 class EngineIncompatible(UsageError):
