@@ -78,15 +78,16 @@ def compare_runner(data: CheckData, runner, thresholds: parity.Thresholds) -> tu
     return parity.judge(metrics, thresholds), metrics, per_batch
 
 
-def eager_model(model: str, weights_info: dict, weights: str | Path | None = None) -> nn.Module:
+def eager_model(model: str, weights_info: dict, weights: str | Path | None = None,
+                num_classes: int | None = None) -> nn.Module:
     """Rebuild the eager model an artifact was exported from, as its manifest's `weights` entry describes it
-    (a checkpoint path or a seed); `weights` overrides the checkpoint."""
+    (a checkpoint path or a seed, and the number of classes); `weights` overrides the checkpoint."""
     if weights is None and weights_info.get("source") == "checkpoint":
         weights = weights_info.get("path")
         if not weights or not Path(weights).is_file():
             raise UsageError(f"the checkpoint this artifact was exported from ('{weights}') is not there",
                              "pass it with --weights PATH")
-    return create_model(model, weights=weights, seed=weights_info.get("seed", 0))
+    return create_model(model, weights=weights, seed=weights_info.get("seed", 0), num_classes=num_classes)
 
 
 def reference_data(model: nn.Module, spec: ModelSpec, precision: str,
@@ -118,8 +119,9 @@ def check_artifact(path: str | Path, *, images: str | Path | None = None, weight
     start = time.perf_counter()
     path = Path(path)
     manifest = read_manifest(path, OnnxManifest)
-    spec = get_spec(manifest.model)
-    data = reference_data(eager_model(spec.name, manifest.weights, weights), spec, manifest.precision, images)
+    spec = get_spec(manifest.model).with_preprocess(manifest.preprocess)  # the input size it was exported at
+    data = reference_data(eager_model(spec.name, manifest.weights, weights, manifest.num_classes), spec,
+                          manifest.precision, images)
     runner = artifact_runner(backend, path, threads=threads)
     result = check_runner(runner, data, artifact=str(path), model=spec.name, precision=manifest.precision,
                           thresholds=thresholds)

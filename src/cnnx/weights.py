@@ -126,16 +126,46 @@ def initialize(model: nn.Module, spec: ModelSpec, seed: int) -> None:
     model.eval()
 
 
+def head_keys(spec: ModelSpec) -> list[str]:
+    """The state-dict keys of the classifier heads (main and auxiliary): those whose shape depends on the number
+    of classes (fc, classifier.6, classif, logits, NiN's last conv, aux1.fc2, AuxLogits.fc, ...). Found by
+    building the model twice on the meta device, which allocates nothing."""
+    with torch.device("meta"):
+        two, three = spec.builder(num_classes=2).state_dict(), spec.builder(num_classes=3).state_dict()
+    return [key for key in two if two[key].shape != three[key].shape]
+
+
+def num_classes_of(state_dict: dict[str, torch.Tensor], spec: ModelSpec, source: str) -> int | None:
+    """The number of classes a checkpoint's classifier outputs (None when it has no head keys of this
+    architecture: load_into then names the missing keys). Heads that disagree are a UsageError."""
+    found = {key: int(state_dict[key].shape[0]) for key in head_keys(spec)
+             if key in state_dict and state_dict[key].ndim >= 1}
+    if len(set(found.values())) > 1:
+        shown = ", ".join(f"{key}: {n}" for key, n in found.items())
+        raise UsageError(f"checkpoint '{source}' has classifier heads with different numbers of classes ({shown})",
+                         "save the checkpoint of one model, whose heads all have the same number of outputs")
+    return next(iter(found.values()), None)
+
+
 def create_model(name: str, *, weights: str | Path | None = None, seed: int = 0,
-                 num_classes: int = 1000) -> nn.Module:
-    """Build a zoo model in eval mode: loaded from a checkpoint, or initialised from `seed`."""
+                 num_classes: int | None = None) -> nn.Module:
+    """Build a zoo model in eval mode: loaded from a checkpoint, or initialised from `seed`.
+
+    `num_classes` None: the checkpoint's own (a fine-tuned head with N outputs gives N classes), else 1000."""
     from .models.registry import get_spec
 
     spec = get_spec(name)
-    model = spec.builder(num_classes=num_classes)
-    if weights is not None:
-        load_into(model, read_state_dict(weights), spec, str(weights))
+    if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool)
+                                    or num_classes < 1):
+        raise UsageError(f"the number of classes must be a positive integer, not {num_classes!r}")
+    state_dict = read_state_dict(weights) if weights is not None else None
+    in_checkpoint = num_classes_of(state_dict, spec, str(weights)) if state_dict is not None else None
+    if num_classes is not None and in_checkpoint is not None and num_classes != in_checkpoint:
+        raise UsageError(f"checkpoint '{weights}' has a {in_checkpoint}-class classifier, not {num_classes} classes",
+                         f"leave out the number of classes (it is read from the checkpoint), or pass {in_checkpoint}")
+    model = spec.builder(num_classes=num_classes or in_checkpoint or 1000)
+    if state_dict is not None:
+        load_into(model, state_dict, spec, str(weights))
     else:
         initialize(model, spec, seed)
     return model.eval()
-

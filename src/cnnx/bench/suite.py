@@ -62,12 +62,14 @@ class Workload:
         self.fixed_artifact = target.endswith(".onnx") or Path(target).is_file()
         if self.fixed_artifact:
             manifest = read_manifest(target, OnnxManifest)
-            self.spec: ModelSpec = get_spec(manifest.model)
+            self.spec: ModelSpec = get_spec(manifest.model).with_preprocess(manifest.preprocess)
             self.artifacts[manifest.precision] = Path(target)
             self.weights = manifest.weights
+            self.num_classes = manifest.num_classes
         else:
             self.spec = get_spec(target)
             self.weights = weights_source(weights, seed)
+            self.num_classes = None
         self._eager = None
 
     @property
@@ -76,7 +78,7 @@ class Workload:
             from ..check import eager_model
 
             self.progress(f"building {self.spec.name}")
-            self._eager = eager_model(self.spec.name, self.weights)
+            self._eager = eager_model(self.spec.name, self.weights, num_classes=self.num_classes)
         return self._eager
 
     def inputs(self, batch: int) -> np.ndarray:

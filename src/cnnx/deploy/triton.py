@@ -2,7 +2,7 @@
 
     REPO/<name>/config.pbtxt          platform, batching, dims, instance group, warm-up (validated against
                                       Triton's ModelConfig protobuf schema before anything is written)
-    REPO/<name>/labels.txt            ImageNet class names, so Triton's classification extension answers labels
+    REPO/<name>/labels.txt            class names (export --labels, else ImageNet's) for Triton's classification
     REPO/<name>/1/model.onnx|.plan    the artifact, byte for byte
     REPO/<name>/1/model.json          its manifest, unchanged: `cnnx.load(REPO/<name>/1/model.onnx)` still
                                       verifies the copy against it
@@ -23,10 +23,9 @@ from pathlib import Path
 from .. import __version__
 from ..artifacts import sha256_file
 from ..backends import BACKENDS
-from ..data import imagenet_labels
 from ..errors import BackendUnavailable, UsageError
-from ..manifest import (Manifest, OnnxManifest, PlanManifest, TensorSpec, manifest_path, read_manifest,
-                        refuse_manifest_as_artifact)
+from ..manifest import (Manifest, OnnxManifest, PlanManifest, TensorSpec, class_names, manifest_path,
+                        read_manifest, refuse_manifest_as_artifact)
 
 INSTALL_HINT = "pip install 'cnnx[triton]'"
 DEFAULT_MAX_BATCH = 32
@@ -295,7 +294,7 @@ def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOption
         max_batch = opts.max_batch or DEFAULT_MAX_BATCH
     if opts.preferred_batch and max(opts.preferred_batch) > max_batch:
         raise UsageError(f"a preferred batch size exceeds the max batch {max_batch}")
-    labels = _dims(manifest.output, "output") == [len(imagenet_labels())]
+    labels = class_names(manifest) is not None
     text = render_config(manifest, artifact.name, name, max_batch, opts, is_plan, labels)
     validate_config(text, manifest, name, max_batch, is_plan, opts)
     return ModelPlan(artifact=artifact, manifest=manifest, name=name, max_batch=max_batch, config_text=text,
@@ -319,7 +318,7 @@ def write_model(repo: Path, plan: ModelPlan, force: bool = False) -> TritonModel
                              "run the command again")
         shutil.copyfile(manifest_path(plan.artifact), version / "model.json")
         if plan.labels:
-            (tmp / LABELS_NAME).write_text("\n".join(imagenet_labels()) + "\n", encoding="utf-8")
+            (tmp / LABELS_NAME).write_text("\n".join(class_names(plan.manifest)) + "\n", encoding="utf-8")
         (tmp / "config.pbtxt").write_text(plan.config_text, encoding="utf-8")
         if final.exists() or final.is_symlink():  # --force: move the old folder aside, swap, then delete it
             old = Path(tempfile.mkdtemp(dir=repo, prefix=f".{plan.name}.", suffix=".old"))

@@ -13,22 +13,23 @@ import contextlib
 import hashlib
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import onnx
+import torch
 
 from .. import parity
 from ..artifacts import artifact_lock, atomic_path, prepare_output_dir, sha256_file, tool_versions, utc_now, write_error
 from ..backends.onnxruntime import OnnxRuntimeRunner
 from ..backends.torch import TorchRunner
 from ..check import CheckData, CheckResult, check_data, check_runner
-from ..data import image_files, load_batch, sample_images
+from ..data import check_class_names, image_files, load_batch, read_class_names, sample_images
 from ..errors import UsageError
 from ..manifest import OnnxManifest, TensorSpec, write_manifest
-from ..models.registry import get_spec
+from ..models.registry import ModelSpec, get_spec
 from ..weights import create_model
 from . import int8
 from .calibration import DEFAULT_CALIB_SIZE, load_calibration
@@ -51,6 +52,13 @@ class ExportOptions:
     out_dir: str | Path = "export"
     weights: str | Path | None = None  # a torchvision/timm state dict; None: seeded initialisation
     seed: int = 0
+    # A fine-tuned network: its number of classes (None: the checkpoint's head, else 1000), its class names (a
+    # labels file with one name per line, or the names), and the resolution it was trained at (None: native;
+    # resize defaults to round(input_size / 0.875)).
+    num_classes: int | None = None
+    labels: str | Path | Sequence[str] | None = None
+    input_size: int | None = None
+    resize: int | None = None
     opset: int = DEFAULT_OPSET
     simplify: bool = True
     check: bool = True  # parity against eager PyTorch
@@ -110,8 +118,9 @@ def _validate(options: ExportOptions) -> tuple[str, ...]:
 def export_model(options: ExportOptions, progress: Progress = lambda stage: None) -> list[ExportResult]:
     """Export `options.model` at each precision (see ExportOptions). "int8" needs calib_data and quantizes the
     simplified fp32 graph (export/int8.py); its check uses held-out photos only."""
-    spec = get_spec(options.model)
+    spec = get_spec(options.model).at_input_size(options.input_size, options.resize)
     precisions = _validate(options)
+    labels = _class_names(options.labels)
     calib = None
     if "int8" in precisions:  # every calibration-data problem fails here, before anything is written
         int8.validate_options(options.calib_method, options.q_dq_form, options.int8_exclude)
@@ -129,7 +138,13 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
         return result
 
     model = stage(f"building {spec.name}", "build", create_model, spec.name, weights=options.weights,
-                  seed=options.seed)
+                  seed=options.seed, num_classes=options.num_classes)
+    num_classes = classes_at_input_size(model, spec)
+    if labels is not None and len(labels) != num_classes:
+        raise UsageError(f"{_describe_labels(options.labels)} names {len(labels)} classes, but this {spec.name} "
+                         f"outputs {num_classes}",
+                         "give one class name per output, in class-index order (the number of classes comes from "
+                         "the checkpoint's classifier, or --num-classes)")
     # Bad images fail here, before any file is written; eager outputs are computed once for all precisions.
     data = None
     if options.check:
@@ -178,8 +193,8 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
                 artifact=path.name, artifact_sha256=hashlib.sha256(payload).hexdigest(), artifact_bytes=len(payload),
                 model=spec.name, family=spec.family, variant=spec.variant, precision=precision, opset=options.opset,
                 input=TensorSpec(INPUT_NAME, ("batch", *spec.input_shape)),
-                output=TensorSpec(OUTPUT_NAME, ("batch", 1000)),
-                preprocess=spec.preprocess, weights=weights_info,
+                output=TensorSpec(OUTPUT_NAME, ("batch", num_classes)),
+                preprocess=spec.preprocess, weights=weights_info, labels=labels,
                 nodes={"exported": len(exported.graph.node), "simplified": len(graph.graph.node),
                        "artifact": artifact_nodes},
                 simplify=simplify_info, precision_details=variant_info, tools=tool_versions(), created=utc_now(),
@@ -190,6 +205,32 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     for result in results:  # after every artifact is on disk: an unusable --target tensorrt keeps them
         result.engine = engine_for_artifact(result.path, options.target, max_batch=options.max_batch)
     return results
+
+
+def _class_names(labels: str | Path | Sequence[str] | None) -> list[str] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, (str, Path)):
+        return read_class_names(labels)
+    return check_class_names([str(name) for name in labels], "the class names")
+
+
+def _describe_labels(labels) -> str:
+    return f"labels file '{labels}'" if isinstance(labels, (str, Path)) else "the list of class names"
+
+
+def classes_at_input_size(model: torch.nn.Module, spec: ModelSpec) -> int:
+    """Run the model once at its input size and return how many classes it outputs. A size the network cannot
+    take (too small for its strides and pooling) is a UsageError here, before any file is written."""
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(1, *spec.input_shape))
+    except RuntimeError as exc:
+        native = get_spec(spec.name).input_size
+        raise UsageError(f"{spec.name} cannot run at {spec.input_size}x{spec.input_size} input: "
+                         f"{str(exc).strip().splitlines()[0]}",
+                         f"pass a larger --input-size (its native size is {native})") from None
+    return int(logits.shape[-1])
 
 
 def _write_int8(path: Path, graph: onnx.ModelProto, out: Path, spec, model, calib, weights_info: dict,

@@ -263,7 +263,7 @@ def build_engine(onnx_path: str | Path, *, out_dir: str | Path = DEFAULT_OUT_DIR
         timing_cache={"used": timing_cache, "path": str(cache_file) if timing_cache else None,
                       "reused": cache_reused},
         build_seconds=build_seconds, rebuild_command=build_command(source.path, **options),
-        tools=tool_versions(), created=utc_now())
+        tools=tool_versions(), created=utc_now(), labels=source.manifest.labels if source.manifest else None)
     write_manifest(plan_path, manifest)
     return plan_path, manifest
 
