@@ -12,3 +12,12 @@ def run_cli():
         return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory):
+    """cnnx's resnet18 trained from scratch on real handwritten digits (tests/trained_network.py), once per
+    test session: its checkpoint, labels file, held-out digits (class folders) and calibration digits."""
+    from trained_network import make_trained_digits
+
+    return make_trained_digits(tmp_path_factory.mktemp("trained-digits"))

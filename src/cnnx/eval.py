@@ -35,6 +35,7 @@ import numpy as np
 
 from .data import IMAGE_SUFFIXES, Preprocess, imagenet_labels, imagenet_synsets, load_image, preprocess
 from .errors import CnnxError, UsageError
+from .parity import sqnr_db
 
 DEFAULT_BATCH = 32
 DEFAULT_MIN_RETAINED = 0.99  # MLPerf Inference, closed division: the quantized model keeps 99% of fp32 top-1
@@ -80,8 +81,8 @@ def eager_candidate(model: str, *, input_size: int | None = None, resize: int | 
     """The eager PyTorch fp32 model (`weights` as create_model takes them: a checkpoint, num_classes, ...), at
     `input_size`/`resize`, or with `preprocess` (that of its artifacts) when neither is given."""
     from .backends.torch import TorchRunner
-    from .export.pipeline import classes_at_input_size
     from .models.registry import get_spec
+    from .models.stages import classes_at_input_size
     from .weights import create_model
 
     spec = get_spec(model)
@@ -270,9 +271,12 @@ class EvalRow:
     became_wrong: int = 0  # ... that the reference classified correctly
     became_right: int = 0  # ... that the reference got wrong and this row gets right
     changed_images: list[dict] = field(default_factory=list)
+    sqnr_db: float | None = None  # of the logits against the reference's, over all images
     seconds: float = 0.0
     _correct1: int = 0
     _correct5: int = 0
+    _signal: float = 0.0
+    _noise: float = 0.0
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
@@ -341,7 +345,8 @@ def _decode(path: Path, transforms: list[Preprocess]) -> list[np.ndarray] | str:
 
 def _top5(logits: np.ndarray) -> np.ndarray:
     k = min(5, logits.shape[1])
-    return np.argsort(-np.asarray(logits, np.float64), axis=1, kind="stable")[:, :k]  # ties: lower index first
+    ranked = np.where(np.isfinite(logits), logits, -np.inf)  # NaN/Inf never wins
+    return np.argsort(-ranked, axis=1, kind="stable")[:, :k]  # ties: the lower class index first
 
 
 def _run(candidate: Candidate, batch: np.ndarray) -> np.ndarray:
@@ -408,6 +413,7 @@ def evaluate(candidates: list[Candidate], data: LabeledData, *, batch: int = DEF
             continue
         ref = rows[r]
         row.delta_top1, row.delta_top5 = row.top1 - ref.top1, row.top5 - ref.top5
+        row.sqnr_db = sqnr_db(row._signal, row._noise) if np.isfinite(row._noise) else None  # NaN/Inf: no number
         row.retained = row.top1 / ref.top1 if ref.top1 > 0 else None
         row.passed = row.retained is None or row.retained >= min_retained
     return EvalReport(data=str(data.root), layout=data.layout, images=evaluated, listed=len(data.images),
@@ -419,11 +425,13 @@ def evaluate(candidates: list[Candidate], data: LabeledData, *, batch: int = DEF
 def _score_batch(candidates, rows, ref_of, which, data: LabeledData, indices: list[int], decoded: list,
                  targets: np.ndarray, names: list[str] | None) -> None:
     truth = targets[indices]
-    tops = []
+    tops, outputs = [], []
     for c, row, t in zip(candidates, rows, which):
         started = time.perf_counter()
-        top = _top5(_run(c, np.stack([d[t] for d in decoded])))
+        logits = _run(c, np.stack([d[t] for d in decoded])).astype(np.float64)
         row.seconds += time.perf_counter() - started
+        top = _top5(logits)
+        outputs.append(logits)
         row.images += len(indices)
         row._correct1 += int((top[:, 0] == truth).sum())
         row._correct5 += int((top == truth[:, None]).any(axis=1).sum())
@@ -432,6 +440,8 @@ def _score_batch(candidates, rows, ref_of, which, data: LabeledData, indices: li
     for i, (row, r) in enumerate(zip(rows, ref_of)):
         if r is None:
             continue
+        row._signal += float((outputs[r] ** 2).sum())
+        row._noise += float(((outputs[r] - outputs[i]) ** 2).sum())
         for j in np.flatnonzero(tops[i] != tops[r]):
             right_before, right_now = tops[r][j] == truth[j], tops[i][j] == truth[j]
             row.changed += 1

@@ -72,11 +72,16 @@ def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
     scale = float(np.abs(ref).max()) or 1.0
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
     cosines = np.where(norms > 0, (ref * out).sum(axis=1) / np.where(norms > 0, norms, 1), 1.0)
-    noise = float((diff ** 2).sum())
-    signal = float((ref ** 2).sum())
-    sqnr = SQNR_CAP_DB if noise == 0 else min(SQNR_CAP_DB, float(10 * np.log10(signal / noise)) if signal else 0.0)
+    sqnr = sqnr_db(float((ref ** 2).sum()), float((diff ** 2).sum()))
     return {"max_abs": max_abs, "max_rel": max_abs / scale, "cosine": float(cosines.min()), "sqnr_db": sqnr,
             **agreement}
+
+
+def sqnr_db(signal: float, noise: float) -> float:
+    """10 log10(signal / noise) from the summed squares of the reference and of the difference, capped."""
+    if noise == 0:
+        return SQNR_CAP_DB
+    return min(SQNR_CAP_DB, float(10 * np.log10(signal / noise))) if signal else 0.0
 
 
 def judge(metrics: dict[str, float], limits: Thresholds) -> list[str]:

@@ -183,9 +183,9 @@ def render_eval(report, as_json: bool, show_changed: int) -> None:
         emit_json(report.to_dict())
         return
     table = Table(title=f"accuracy on {report.images} labeled images of {report.data} ({report.layout})")
-    for column in ("model", "precision", "backend", "top-1 %", "top-5 %", "Δ top-1", "Δ top-5", "retained",
-                   "top-1 changed", "verdict"):
-        table.add_column(column, justify="left" if column in ("model", "precision", "backend", "verdict") else "right")
+    for column in ("artifact", "precision", "backend", "top-1 %", "top-5 %", "Δ top-1", "Δ top-5", "retained",
+                   "SQNR dB", "top-1 changed", "verdict"):
+        table.add_column(column, justify="left" if column in ("artifact", "precision", "backend", "verdict") else "right")
     for row in report.rows:
         if row.reference is None:
             verdict = "reference" if any(r.reference == row.name for r in report.rows) else "-"
@@ -194,7 +194,8 @@ def render_eval(report, as_json: bool, show_changed: int) -> None:
         changed = "-" if row.reference is None else f"{row.changed} (-{row.became_wrong} +{row.became_right})"
         table.add_row(escape(row.name), row.precision, row.backend, _percent(row.top1), _percent(row.top5),
                       _percent(row.delta_top1, True), _percent(row.delta_top5, True),
-                      "-" if row.retained is None else f"{row.retained:.4f}", changed, verdict)
+                      "-" if row.retained is None else f"{row.retained:.4f}", _number(row.sqnr_db, ".1f")
+                      if row.reference else "-", changed, verdict)
     console.print(table)
     for row in report.rows:
         for change in row.changed_images[:show_changed]:

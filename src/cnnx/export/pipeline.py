@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Callable
 
 import onnx
-import torch
 
 from .. import parity
 from ..artifacts import artifact_lock, atomic_path, prepare_output_dir, sha256_file, tool_versions, utc_now, write_error
@@ -29,7 +28,8 @@ from ..check import CheckData, CheckResult, check_data, check_runner
 from ..data import check_class_names, image_files, load_batch, read_class_names, sample_images
 from ..errors import UsageError
 from ..manifest import OnnxManifest, TensorSpec, write_manifest
-from ..models.registry import ModelSpec, get_spec
+from ..models.registry import get_spec
+from ..models.stages import classes_at_input_size
 from ..weights import create_model
 from . import int8
 from .calibration import DEFAULT_CALIB_SIZE, load_calibration
@@ -217,20 +217,6 @@ def _class_names(labels: str | Path | Sequence[str] | None) -> list[str] | None:
 
 def _describe_labels(labels) -> str:
     return f"labels file '{labels}'" if isinstance(labels, (str, Path)) else "the list of class names"
-
-
-def classes_at_input_size(model: torch.nn.Module, spec: ModelSpec) -> int:
-    """Run the model once at its input size and return how many classes it outputs. A size the network cannot
-    take (too small for its strides and pooling) is a UsageError here, before any file is written."""
-    try:
-        with torch.no_grad():
-            logits = model(torch.zeros(1, *spec.input_shape))
-    except RuntimeError as exc:
-        native = get_spec(spec.name).input_size
-        raise UsageError(f"{spec.name} cannot run at {spec.input_size}x{spec.input_size} input: "
-                         f"{str(exc).strip().splitlines()[0]}",
-                         f"pass a larger --input-size (its native size is {native})") from None
-    return int(logits.shape[-1])
 
 
 def _write_int8(path: Path, graph: onnx.ModelProto, out: Path, spec, model, calib, weights_info: dict,
