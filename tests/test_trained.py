@@ -19,6 +19,8 @@ from cnnx.manifest import read_manifest
 from cnnx.parity import DEFAULT_THRESHOLDS
 
 FORMS = ("tensorrt", "cpu")
+# Training (~70 s on 2 quiet cores), four exports and three evaluations of 1000 images: minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 
 def cnnx(*args):

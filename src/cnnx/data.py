@@ -87,16 +87,19 @@ def check_class_names(names: list[str], where: str) -> list[str]:
     return names
 
 
+def read_lines(path: str | Path, hint: str) -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark is dropped); an unreadable file is a UsageError."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"labels file '{path}' is not readable ({exc.__class__.__name__}: {exc})", hint) from None
+
+
 def read_class_names(path: str | Path) -> list[str]:
     """A labels file: one class name per line, in class-index order (surrounding spaces are dropped; a final
     newline is optional). Empty lines and duplicates are UsageErrors."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"labels file '{path}' is not readable ({exc.__class__.__name__}: {exc})",
-                         "pass a UTF-8 text file with one class name per line") from None
-    lines = text.splitlines()
+    lines = read_lines(path, "pass a UTF-8 text file with one class name per line")
     return check_class_names([line.strip() for line in lines], f"labels file '{path}'")
 
 

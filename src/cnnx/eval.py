@@ -33,7 +33,8 @@ from typing import Callable
 
 import numpy as np
 
-from .data import IMAGE_SUFFIXES, Preprocess, imagenet_labels, imagenet_synsets, load_image, preprocess
+from .data import (IMAGE_SUFFIXES, Preprocess, imagenet_labels, imagenet_synsets, load_image, preprocess,
+                   read_lines)
 from .errors import CnnxError, UsageError
 from .parity import sqnr_db
 
@@ -123,12 +124,8 @@ def _examples(items) -> str:
 def read_ground_truth(path: str | Path) -> list[tuple[str, str, int]]:
     """(file, label, line) entries of a labels file: `file,label` CSV, or `file label` lines (see module doc)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"labels file '{path}' is not readable ({exc.__class__.__name__}: {exc})",
-                         "pass a UTF-8 text file of 'file,label' rows or 'file label' lines") from None
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")]
+    text = read_lines(path, "pass a UTF-8 text file of 'file,label' rows or 'file label' lines")
+    lines = [(n, line) for n, line in enumerate(text, 1) if line.strip() and not line.startswith("#")]
     # CSV when named so, or when the first line's first word holds a comma ("a.jpg,3"; not "a.jpg tabby, tabby cat")
     is_csv = path.suffix.lower() == ".csv" or bool(lines and "," in lines[0][1].split()[0])
     entries, bad = [], []
@@ -414,8 +411,8 @@ def evaluate(candidates: list[Candidate], data: LabeledData, *, batch: int = DEF
         ref = rows[r]
         row.delta_top1, row.delta_top5 = row.top1 - ref.top1, row.top5 - ref.top5
         row.sqnr_db = sqnr_db(row._signal, row._noise) if np.isfinite(row._noise) else None  # NaN/Inf: no number
-        row.retained = row.top1 / ref.top1 if ref.top1 > 0 else None
-        row.passed = row.retained is None or row.retained >= min_retained
+        row.retained = row.top1 / ref.top1 if ref.top1 > 0 else None  # None: a reference right on no image
+        row.passed = None if row.retained is None else row.retained >= min_retained
     return EvalReport(data=str(data.root), layout=data.layout, images=evaluated, listed=len(data.images),
                       unreadable=unreadable, unmatched_entries=data.unmatched_entries, num_classes=num_classes,
                       batch=batch, min_retained=min_retained, rows=rows,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from pathlib import Path
 
 import click
@@ -12,40 +14,24 @@ from ..errors import CheckFailed, UsageError
 from .common import err_console, head_options, json_option
 
 
-class EvalProgress:
+@contextlib.contextmanager
+def eval_progress(enabled: bool):
     """A progress bar on stderr (terminals only): images, images/s and the running top-1 of each row."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    def __init__(self, enabled: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                   TimeElapsedColumn(), TextColumn("{task.fields[running]}"), console=err_console, transient=True,
+                   disable=not (enabled and err_console.is_terminal))
+    task = bar.add_task("eval", total=None, rate="", running="")
+    start = time.perf_counter()
 
-        self.progress = None
-        if enabled and err_console.is_terminal:
-            self.progress = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                                     TextColumn("{task.fields[running]}"), console=err_console, transient=True)
-        self.task = None
-        self.start = None
+    def update(done: int, total: int, running: dict) -> None:
+        accuracy = "  ".join(f"{Path(name).stem} {100 * top1:.1f}%" for name, top1 in running.items())
+        bar.update(task, completed=done, total=total, rate=f"{done / (time.perf_counter() - start):.0f} img/s",
+                   running=f"top-1: {accuracy}")
 
-    def __enter__(self):
-        if self.progress:
-            self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress:
-            self.progress.__exit__(*exc)
-
-    def __call__(self, done: int, total: int, running: dict) -> None:
-        import time
-
-        if self.progress is None:
-            return
-        if self.task is None:
-            self.start = time.perf_counter() - 1e-9
-            self.task = self.progress.add_task("eval", total=total, rate="", running="")
-        rate = done / (time.perf_counter() - self.start)
-        accuracy = "  ".join(f"{Path(name).stem}: {100 * top1:.1f}%" for name, top1 in running.items())
-        self.progress.update(self.task, completed=done, rate=f"{rate:.0f} img/s", running=f"top-1 {accuracy}")
+    with bar:
+        yield update
 
 
 def eager_options(fn):
@@ -93,15 +79,17 @@ def eval_cmd(artifacts, data, labels_file, backend, model_name, min_retained, li
     if model_name is None and (any(weights.values()) or input_size or resize):
         raise UsageError("--weights, --num-classes, --input-size and --resize describe the eager model",
                          "add --model NAME, or leave them out (artifacts carry their own)")
-    dataset = labeled_images(data, labels_file)  # bad data fails before any model is loaded
-    candidates = [artifact_candidate(path, backend, threads) for path in artifacts]
     if model_name is not None:
         from ..models.registry import get_spec
 
-        same = [c for c in candidates if c.model == get_spec(model_name).name]
+        model_name = get_spec(model_name).name  # a typo fails before any work
+    dataset = labeled_images(data, labels_file)  # bad data fails before any model is loaded
+    candidates = [artifact_candidate(path, backend, threads) for path in artifacts]
+    if model_name is not None:
+        same = [c for c in candidates if c.model == model_name]
         candidates.insert(0, eager_candidate(model_name, input_size=input_size, resize=resize,
                                              preprocess=same[0].preprocess if same else None, **weights))
-    with EvalProgress(not as_json) as progress:
+    with eval_progress(not as_json) as progress:
         report = evaluate(candidates, dataset, batch=batch, limit=limit, min_retained=min_retained,
                           workers=workers or min(8, os.cpu_count() or 1), progress=progress)
     render_eval(report, as_json, show_changed)
