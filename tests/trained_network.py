@@ -92,7 +92,9 @@ def train(x: torch.Tensor, y: torch.Tensor) -> nn.Module:
 
 @torch.no_grad()
 def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float(torch.cat([model(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)]).eq(y).float().mean())
+    """The share of correct top-1 answers (exactly: correct / images, as `cnnx eval` counts it)."""
+    correct = torch.cat([model(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)]).eq(y).sum().item()
+    return correct / len(y)
 
 
 def write_pngs(folder: Path, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *,
