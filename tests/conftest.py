@@ -21,3 +21,12 @@ def nin_onnx(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("nin-onnx")
     return export_model(ExportOptions("nin", precisions=("fp32",), out_dir=out, check=False))[0].path
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory):
+    """cnnx's resnet18 trained from scratch on real handwritten digits (tests/trained_network.py), once per
+    test session: its checkpoint, labels file, held-out digits (class folders) and calibration digits."""
+    from trained_network import make_trained_digits
+
+    return make_trained_digits(tmp_path_factory.mktemp("trained-digits"))

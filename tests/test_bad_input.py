@@ -317,3 +317,14 @@ def test_concurrent_exports_into_one_folder_each_leave_a_consistent_pair(tmp_pat
         assert run.returncode == 0, stderr
     assert visible(tmp_path) == ["nin-fp32.json", "nin-fp32.onnx"] and hidden_temporaries(tmp_path) == []
     assert run_cli_check(tmp_path / "nin-fp32.onnx") == 0  # the manifest's seed rebuilds the file's weights
+
+
+def test_the_tensorrt_build_command_printed_by_export_is_quoted(run_cli, tmp_path):
+    from cnnx.backends.tensorrt import unavailable_reason
+
+    if unavailable_reason() is None:
+        pytest.skip("TensorRT is usable here: export builds the engine instead of printing the command")
+    out = tmp_path / "my exports"
+    result = run_cli("export", "nin", "--out", out, "--no-check")
+    assert result.exit_code == 0, result.output
+    assert f"run: cnnx build '{out}/nin-fp32.onnx'" in result.output

@@ -211,6 +211,22 @@ def test_predict_cli_needs_no_torch(artifacts):
     assert json.loads(run.stdout)["classified"] == 1
 
 
+def test_eval_cli_needs_no_torch(artifacts, tmp_path):
+    folder = tmp_path / "data" / "n02123045"  # ImageNet's "tabby"
+    folder.mkdir(parents=True)
+    for photo in sample_images()[:2]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    script = NO_TORCH + textwrap.dedent(f"""
+        from cnnx.cli import main
+        sys.argv = ["cnnx", "eval", {str(artifacts["int8"])!r}, "--data", {str(tmp_path / "data")!r}, "--json"]
+        main()
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["images"] == 2 and report["rows"][0]["precision"] == "int8"
+
+
 def test_lazy_package_keeps_its_public_names():
     from cnnx import ModelSpec, create_model, get_spec, list_models  # noqa: F401
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from torch import nn
@@ -97,13 +95,13 @@ def compare_runner(data: CheckData, runner, thresholds: parity.Thresholds) -> tu
 
 
 def eager_model(model: str, weights_info: dict, weights: str | Path | None = None,
-                progress: Callable[[str], None] = lambda stage: None) -> nn.Module:
+                num_classes: int | None = None, progress: Callable[[str], None] = lambda stage: None) -> nn.Module:
     """Rebuild the eager model an artifact was exported from, as its manifest's `weights` entry describes it
-    (a seed, a checkpoint path, or published weights fetched again and checked against the recorded sha256);
-    `weights` overrides it with a checkpoint file."""
+    (a seed, a checkpoint path, or published weights fetched again and checked against the recorded sha256),
+    with the artifact's number of classes; `weights` overrides it with a checkpoint file."""
     if weights is not None:
-        return create_model(model, weights=weights)
-    return recorded_weights(model, weights_info).build(progress=progress)
+        return create_model(model, weights=weights, num_classes=num_classes)
+    return recorded_weights(model, weights_info).build(num_classes, progress=progress)
 
 
 def reference_data(model: nn.Module, spec: ModelSpec, precision: str,
@@ -135,9 +133,10 @@ def check_artifact(path: str | Path, *, images: str | Path | None = None, weight
     start = time.perf_counter()
     path = Path(path)
     manifest = read_manifest(path, OnnxManifest)
-    # the artifact's own preprocessing (published weights bring their evaluation transform)
-    spec = dataclasses.replace(get_spec(manifest.model), preprocess=manifest.preprocess)
-    data = reference_data(eager_model(spec.name, manifest.weights, weights, progress), spec, manifest.precision, images)
+    # the artifact's own preprocessing: published weights' evaluation transform, the input size it was exported at
+    spec = get_spec(manifest.model).with_preprocess(manifest.preprocess)
+    data = reference_data(eager_model(spec.name, manifest.weights, weights, manifest.num_classes, progress), spec,
+                          manifest.precision, images)
     runner = artifact_runner(backend, path, threads=threads)
     result = check_runner(runner, data, artifact=str(path), model=spec.name, precision=manifest.precision,
                           thresholds=thresholds)

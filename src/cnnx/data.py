@@ -14,6 +14,10 @@ from .errors import UsageError
 
 SAMPLES_DIR = Path(__file__).parent / "data" / "samples"
 LABELS_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
+# The 1000 ImageNet-1k WordNet ids (synsets, e.g. n01440764) in class-index order, which is their sorted order:
+# the order of LOC_synset_mapping.txt from the ILSVRC 2012 localisation data (Kaggle's ImageNet Object
+# Localization Challenge), and of the sorted class folders torchvision's ImageFolder reads.
+SYNSETS_FILE = Path(__file__).parent / "data" / "imagenet_synsets.txt"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 _SUPPORT = {Image.Resampling.BILINEAR: 1, Image.Resampling.BICUBIC: 2}  # the filters' radius (Pillow's Resample.c)
@@ -63,6 +67,43 @@ def imagenet_preprocess(crop: int = 224, resize: int | None = None, **kw) -> Pre
 def imagenet_labels() -> list[str]:
     """The 1000 ImageNet-1k class names, in the standard class-index order (torchvision's and timm's)."""
     return LABELS_FILE.read_text(encoding="utf-8").splitlines()
+
+
+def imagenet_synsets() -> list[str]:
+    """The 1000 ImageNet-1k synset ids (n01440764, ...), by class index."""
+    return SYNSETS_FILE.read_text(encoding="utf-8").split()
+
+
+def check_class_names(names: list[str], where: str) -> list[str]:
+    """Class names as a labels file gives them: non-empty and unique (a UsageError naming the line otherwise)."""
+    seen: dict[str, int] = {}
+    for line, name in enumerate(names, 1):
+        if not name.strip():
+            raise UsageError(f"{where}: line {line} is empty; every line names one class, in class-index order",
+                             "remove the empty line (one class name per line, nothing else)")
+        if name in seen:
+            raise UsageError(f"{where}: '{name}' appears twice (lines {seen[name]} and {line}); class names must "
+                             "be unique", "give each class a distinct name")
+        seen[name] = line
+    if not names:
+        raise UsageError(f"{where} names no classes", "write one class name per line, in class-index order")
+    return names
+
+
+def read_lines(path: str | Path, hint: str) -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark is dropped); an unreadable file is a UsageError."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"labels file '{path}' is not readable ({exc.__class__.__name__}: {exc})", hint) from None
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """A labels file: one class name per line, in class-index order (surrounding spaces are dropped; a final
+    newline is optional). Empty lines and duplicates are UsageErrors."""
+    lines = read_lines(path, "pass a UTF-8 text file with one class name per line")
+    return check_class_names([line.strip() for line in lines], f"labels file '{path}'")
 
 
 def sample_images() -> list[Path]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import ClassVar, Union
 
 from .artifacts import write_json
-from .data import Preprocess
+from .data import Preprocess, check_class_names, imagenet_labels
 from .errors import UsageError
 
 FORMAT = "cnnx-manifest/2"
@@ -63,7 +63,7 @@ class TensorSpec:
         return spec
 
 
-_SIMPLE_TYPES = {"str": str, "int": int, "float": (int, float), "dict": dict, "bool": bool}
+_SIMPLE_TYPES = {"str": str, "int": int, "float": (int, float), "dict": dict, "bool": bool, "list": list}
 
 
 class _Manifest:
@@ -100,7 +100,15 @@ class _Manifest:
                 if expected and not (isinstance(value, expected) or (value is None and "None" in f.type)):
                     raise UsageError(f"manifest '{where}' has a damaged '{f.name}' entry ({value!r})", REEXPORT_HINT)
             values[f.name] = value
-        return cls(**values)
+        manifest = cls(**values)
+        labels = getattr(manifest, "labels", None)
+        if labels is not None:
+            classes = manifest.output.shape[-1] if manifest.output else None
+            if not all(isinstance(x, str) for x in labels) or (classes is not None and len(labels) != classes):
+                raise UsageError(f"manifest '{where}' has a damaged 'labels' entry ({len(labels)} entries for "
+                                 f"{classes} classes)", REEXPORT_HINT)
+            check_class_names(labels, f"manifest '{where}'")
+        return manifest
 
 
 @dataclass
@@ -128,6 +136,7 @@ class OnnxManifest(_Manifest):
     created: str
     timings_s: dict = field(default_factory=dict)
     parity: dict | None = None  # the check against eager PyTorch, when one ran
+    labels: list | None = None  # class names by index (export --labels); None: see class_names()
 
     @property
     def num_classes(self) -> int:
@@ -158,6 +167,7 @@ class PlanManifest(_Manifest):
     rebuild_command: str
     tools: dict
     created: str
+    labels: list | None = None  # class names by index, from the source ONNX manifest
 
     @property
     def min_batch(self) -> int:
@@ -175,6 +185,16 @@ class PlanManifest(_Manifest):
 
 Manifest = Union[OnnxManifest, PlanManifest]
 KINDS: dict[str, type] = {OnnxManifest.KIND: OnnxManifest, PlanManifest.KIND: PlanManifest}
+
+
+def class_names(manifest: Manifest) -> list[str] | None:
+    """The class names of an artifact's outputs, by index: those recorded at export (`--labels`), else the
+    ImageNet-1k names for 1000 outputs; None when the names are unknown (another number of classes)."""
+    if manifest.labels:
+        return list(manifest.labels)
+    if manifest.output is not None and manifest.output.shape[-1] == 1000:
+        return imagenet_labels()
+    return None
 
 
 def manifest_path(artifact: str | Path) -> Path:

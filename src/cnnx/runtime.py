@@ -23,9 +23,9 @@ from PIL import Image
 
 from .backends import artifact_runner, get_backend
 from .backends.base import Runner
-from .data import imagenet_labels, load_image, preprocess, to_rgb
+from .data import load_image, preprocess, to_rgb
 from .errors import BackendUnavailable, UsageError
-from .manifest import Manifest, OnnxManifest, PlanManifest, read_manifest, refuse_manifest_as_artifact
+from .manifest import Manifest, OnnxManifest, PlanManifest, class_names, read_manifest, refuse_manifest_as_artifact
 
 CLASSIFY_BATCH = 32  # images per inference in classify(): bounds memory for long lists
 
@@ -95,9 +95,8 @@ class Predictor:
         self.preprocess = manifest.preprocess
         # a TensorRT plan accepts batches up to its optimisation profile's maximum; ONNX any batch
         self.max_batch: int | None = manifest.max_batch if isinstance(manifest, PlanManifest) else None
-        labels = imagenet_labels()
-        # a model with another number of outputs (a fine-tuned head) gets numbered classes
-        self.labels = labels if num_classes == len(labels) else [f"class_{i}" for i in range(num_classes)]
+        # the names recorded at export (--labels), ImageNet's for 1000 outputs, else numbered classes
+        self.labels = class_names(manifest) or [f"class_{i}" for i in range(num_classes)]
 
     def __repr__(self) -> str:
         return (f"Predictor({self.model}, {self.precision}, backend={self.backend}, "

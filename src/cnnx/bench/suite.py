@@ -67,14 +67,16 @@ class Workload:
                                  "was exported with", f"drop --pretrained, or bench the model: cnnx bench MODEL "
                                  "--pretrained")
             manifest = read_manifest(target, OnnxManifest)
-            self.spec: ModelSpec = replace(get_spec(manifest.model), preprocess=manifest.preprocess)
+            self.spec: ModelSpec = get_spec(manifest.model).with_preprocess(manifest.preprocess)
             self.artifacts[manifest.precision] = Path(target)
             self.weights = manifest.weights
+            self.num_classes = manifest.num_classes
         else:
             resolved = resolve_weights(target, weights=weights, pretrained=pretrained, seed=seed)
             self.spec = resolved.spec  # with the preprocessing of the weights (published weights bring their own)
             resolved.local_file(progress)  # published weights: fetched (and verified) once, here
             self.weights = resolved.record()
+            self.num_classes = None
         self._eager = None
 
     @property
@@ -83,7 +85,8 @@ class Workload:
             from ..check import eager_model
 
             self.progress(f"building {self.spec.name}")
-            self._eager = eager_model(self.spec.name, self.weights, progress=self.progress)
+            self._eager = eager_model(self.spec.name, self.weights, num_classes=self.num_classes,
+                                      progress=self.progress)
         return self._eager
 
     def inputs(self, batch: int) -> np.ndarray:

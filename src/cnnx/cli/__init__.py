@@ -1,6 +1,6 @@
 """The `cnnx` command line: parse options, call the library, render a table or JSON.
 
-One module per command group (models, export/check, bench, build/doctor, deploy), each registered here with
+One module per command group (models, export/check, bench, build/doctor, deploy, eval), each registered here with
 `add_command`; rendering lives in render.py, shared helpers in common.py.
 
 Exit codes: 0 ok, 1 a check failed, 2 bad input or usage, 3 a required backend (or package) is unavailable,
@@ -16,6 +16,7 @@ from rich.markup import escape
 from .. import __version__
 from ..errors import CnnxError
 from . import bench, deploy, export, models, tensorrt
+from .eval import eval_cmd
 from .common import err_console
 
 
@@ -69,7 +70,7 @@ def cli(debug: bool) -> None:
 
 
 for command in (models.list_cmd, models.info_cmd, export.export_cmd, export.check_cmd, bench.bench_cmd,
-                tensorrt.build_cmd, tensorrt.doctor_cmd, deploy.predict_cmd, deploy.triton_cmd):
+                tensorrt.build_cmd, tensorrt.doctor_cmd, deploy.predict_cmd, deploy.triton_cmd, eval_cmd):
     cli.add_command(command)
 
 

@@ -94,6 +94,18 @@ def pretrained_option(fn):
              "else V1), or v1 / v2. Not with --weights.")(fn)
 
 
+def head_options(fn):
+    """A fine-tuned network's classifier and resolution: --num-classes, --input-size, --resize."""
+    fn = click.option("--resize", type=click.IntRange(1), default=None,
+                      help="Resize the shorter side to this before the center crop (default: round(input size "
+                           "/ 0.875), or the model's own at its native size).")(fn)
+    fn = click.option("--input-size", type=click.IntRange(1), default=None,
+                      help="Input resolution the network was trained at (center crop N x N; default: the "
+                           "model's native size).")(fn)
+    return click.option("--num-classes", type=click.IntRange(1), default=None,
+                        help="Outputs of the classifier (default: read from the checkpoint's head, else 1000).")(fn)
+
+
 def threshold_options(fn):
     """Options that override the default parity thresholds of every artifact checked."""
     for flag, help_text in (

@@ -6,8 +6,8 @@ import click
 
 from ..backends import names as backend_names
 from ..errors import CheckFailed, UsageError
-from .common import (SEED, StageProgress, console, emit_json, json_option, parse_precisions, pretrained_option,
-                     say, threshold_options, thresholds_from)
+from .common import (SEED, StageProgress, console, emit_json, head_options, json_option, parse_precisions,
+                     pretrained_option, say, threshold_options, thresholds_from)
 
 
 @click.command("export")
@@ -19,6 +19,10 @@ from .common import (SEED, StageProgress, console, emit_json, json_option, parse
 @pretrained_option
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the initialisation without --weights or --pretrained.")
+@head_options
+@click.option("--labels", type=click.Path(dir_okay=False), default=None,
+              help="Class names, one per line in class-index order, recorded in the manifest (predict, "
+                   "cnnx.load(...).classify, triton and eval use them).")
 @click.option("--out", "out_dir", default="export", show_default=True, help="Output folder.")
 @click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
@@ -42,9 +46,9 @@ from .common import (SEED, StageProgress, console, emit_json, json_option, parse
 @click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True, help="TensorRT profile's largest batch.")
 @json_option
 @threshold_options
-def export_cmd(name, fp16, precision, weights, pretrained, seed, out_dir, opset, no_simplify, no_check, images, int8_flag,
-               calib_data, calib_size, calib_method, int8_target, int8_exclude, recalibrate, target, max_batch,
-               as_json, **limits) -> None:
+def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, input_size, resize, labels, out_dir,
+               opset, no_simplify, no_check, images, int8_flag, calib_data, calib_size, calib_method, int8_target,
+               int8_exclude, recalibrate, target, max_batch, as_json, **limits) -> None:
     """Export MODEL to ONNX (dynamic batch), simplified, in fp32/fp16/int8, with a parity check, and a
     TensorRT engine where TensorRT and a GPU are usable."""
     from ..export.pipeline import ExportOptions, export_model
@@ -54,7 +58,8 @@ def export_cmd(name, fp16, precision, weights, pretrained, seed, out_dir, opset,
     precisions = parse_precisions(fp16, precision, int8_flag)
     exclude = int8_exclude if int8_exclude in (None, "auto") else [n.strip() for n in int8_exclude.split(",")]
     options = ExportOptions(
-        name, precisions=precisions, out_dir=out_dir, weights=weights, pretrained=pretrained, seed=seed, opset=opset,
+        name, precisions=precisions, out_dir=out_dir, weights=weights, pretrained=pretrained, seed=seed,
+        num_classes=num_classes, labels=labels, input_size=input_size, resize=resize, opset=opset,
         simplify=not no_simplify, check=not no_check, images=images,
         thresholds={p: thresholds_from(limits, p) for p in precisions}, calib_data=calib_data,
         calib_size=calib_size, calib_method=calib_method, int8_target=int8_target, int8_exclude=exclude,

@@ -169,3 +169,48 @@ def write_bench_plot(report, path: str | Path) -> None:
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def _percent(value, signed: bool = False) -> str:
+    return "-" if value is None else format(100 * value, "+.2f" if signed else ".2f")
+
+
+def render_eval(report, as_json: bool, show_changed: int) -> None:
+    """`cnnx eval`'s output: accuracy per row with deltas and verdicts, unreadable images, changed images."""
+    from .common import err_console
+
+    for bad in report.unreadable:  # on stderr, also with --json (which lists them too)
+        err_console.print(f"unreadable image: {bad['error']}", style="yellow", markup=False, highlight=False,
+                          soft_wrap=True)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    table = Table(title=f"accuracy on {report.images} labeled images of {report.data} ({report.layout})")
+    for column in ("artifact", "precision", "backend", "top-1 %", "top-5 %", "Δ top-1", "Δ top-5", "retained",
+                   "SQNR dB", "top-1 changed", "verdict"):
+        table.add_column(column, justify="left" if column in ("artifact", "precision", "backend", "verdict") else "right")
+    for row in report.rows:
+        if row.reference is None:
+            verdict = "reference" if any(r.reference == row.name for r in report.rows) else "-"
+        else:
+            verdict = {True: "[green]PASS[/]", False: "[bold red]FAIL[/]", None: "-"}[row.passed]
+        changed = "-" if row.reference is None else f"{row.changed} (-{row.became_wrong} +{row.became_right})"
+        table.add_row(escape(row.name), row.precision, row.backend, _percent(row.top1), _percent(row.top5),
+                      _percent(row.delta_top1, True), _percent(row.delta_top5, True),
+                      "-" if row.retained is None else f"{row.retained:.4f}", _number(row.sqnr_db, ".1f")
+                      if row.reference else "-", changed, verdict)
+    console.print(table)
+    for row in report.rows:
+        for change in row.changed_images[:show_changed]:
+            say(f"{row.name}: {change['image']} (label {change['label']}): top-1 {change['reference']} -> "
+                f"{change['top1']}", style="dim")
+        if len(row.changed_images) > show_changed > 0:
+            say(f"{row.name}: ... {len(row.changed_images) - show_changed} more changed images (--json lists all)",
+                style="dim")
+    notes = [f"{len(report.unreadable)} unreadable images left out"] if report.unreadable else []
+    if report.unmatched_entries:
+        notes.append(f"{report.unmatched_entries} labels-file rows name no image in the folder (ignored)")
+    judged = [row for row in report.rows if row.passed is not None]
+    summary = (f"{sum(r.passed for r in judged)} of {len(judged)} keep >= {report.min_retained:g} of the fp32 top-1"
+               if judged else "no fp32 reference (an fp32 artifact or --model) to judge against")
+    say("; ".join([summary, *notes]) + f" ({report.seconds:.1f} s)")

@@ -2,7 +2,7 @@
 
     REPO/<name>/config.pbtxt          platform, batching, dims, instance group, warm-up (validated against
                                       Triton's ModelConfig protobuf schema before anything is written)
-    REPO/<name>/labels.txt            ImageNet class names, so Triton's classification extension answers labels
+    REPO/<name>/labels.txt            class names (export --labels, else ImageNet's) for Triton's classification
     REPO/<name>/1/model.onnx|.plan    the artifact, byte for byte
     REPO/<name>/1/model.json          its manifest, unchanged: `cnnx.load(REPO/<name>/1/model.onnx)` still
                                       verifies the copy against it
@@ -26,10 +26,9 @@ from pathlib import Path
 from .. import __version__
 from ..artifacts import exchange_paths, sha256_file
 from ..backends import BACKENDS
-from ..data import imagenet_labels
 from ..errors import BackendUnavailable, UsageError
-from ..manifest import (Manifest, OnnxManifest, PlanManifest, TensorSpec, manifest_path, read_manifest,
-                        refuse_manifest_as_artifact)
+from ..manifest import (Manifest, OnnxManifest, PlanManifest, TensorSpec, class_names, manifest_path,
+                        read_manifest, refuse_manifest_as_artifact)
 from . import triton_python_model
 
 INSTALL_HINT = "pip install 'cnnx[triton]'"
@@ -362,7 +361,7 @@ def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOption
                          "choose sizes up to --max-batch" + (" (and set --max-batch)" if not max_batch else ""))
     inp, out = manifest.input, manifest.output
     batch_dims = () if max_batch else (-1,)
-    labels = _dims(out, "output") == (len(imagenet_labels()),)
+    labels = class_names(manifest) is not None
     inputs = [ConfigTensor(inp.name, _data_type(inp), batch_dims + _dims(inp, "input"), optional=opts.python)]
     outputs = [ConfigTensor(out.name, _data_type(out), batch_dims + _dims(out, "output"),
                             label_filename=LABELS_NAME if labels else None)]
@@ -398,7 +397,7 @@ def _fill_model_folder(folder: Path, plan: ModelPlan) -> None:
     if plan.platform == "python":
         shutil.copyfile(PYTHON_MODEL_SOURCE, version / "model.py")
     if plan.labels:
-        (folder / LABELS_NAME).write_text("\n".join(imagenet_labels()) + "\n", encoding="utf-8")
+        (folder / LABELS_NAME).write_text("\n".join(class_names(plan.manifest)) + "\n", encoding="utf-8")
     (folder / "config.pbtxt").write_text(plan.config_text, encoding="utf-8")
 
 

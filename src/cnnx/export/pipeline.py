@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,10 +25,11 @@ from ..artifacts import artifact_lock, atomic_path, prepare_output_dir, scratch_
 from ..backends.onnxruntime import OnnxRuntimeRunner
 from ..backends.torch import TorchRunner
 from ..check import CheckData, CheckResult, check_data, check_runner
-from ..data import image_files, load_batch, sample_images
+from ..data import check_class_names, image_files, load_batch, read_class_names, sample_images
 from ..errors import UsageError
 from ..manifest import OnnxManifest, TensorSpec, write_manifest
 from ..models.registry import get_spec
+from ..models.stages import classes_at_input_size
 from ..weights import resolve_weights
 from . import int8
 from .calibration import DEFAULT_CALIB_SIZE, load_calibration
@@ -52,6 +53,13 @@ class ExportOptions:
     weights: str | Path | None = None  # a torchvision/timm state dict; None: seeded initialisation
     pretrained: bool | str | None = None  # published ImageNet weights: True (the default), "v1", "v2"
     seed: int = 0
+    # A fine-tuned network: its number of classes (None: the checkpoint's head, else 1000), its class names (a
+    # labels file with one name per line, or the names), and the resolution it was trained at (None: native;
+    # resize defaults to round(input_size / 0.875)).
+    num_classes: int | None = None
+    labels: str | Path | Sequence[str] | None = None
+    input_size: int | None = None
+    resize: int | None = None
     opset: int = DEFAULT_OPSET
     simplify: bool = True
     check: bool = True  # parity against eager PyTorch
@@ -115,10 +123,12 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     simplified fp32 graph (export/int8.py); its check uses held-out photos only."""
     spec = get_spec(options.model)
     precisions = _validate(options)
+    labels = _class_names(options.labels)
     # The weights' evaluation transform (published weights bring their own) becomes the spec's preprocessing,
-    # so the check, the calibration and the manifest all use it. Published weights are fetched at the build.
+    # at --input-size/--resize when given, so the check, the calibration and the manifest all use it.
+    # Published weights are fetched at the build.
     resolved = resolve_weights(spec.name, weights=options.weights, pretrained=options.pretrained, seed=options.seed)
-    spec = resolved.spec
+    spec = resolved.spec.at_input_size(options.input_size, options.resize)
     calib = None
     if "int8" in precisions:  # every calibration-data problem fails here, before anything is written
         int8.validate_options(options.calib_method, options.q_dq_form, options.int8_exclude)
@@ -135,7 +145,13 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
         timings[key] = round(time.perf_counter() - start, 3)
         return result
 
-    model = stage(f"building {spec.name}", "build", resolved.build, progress=progress)
+    model = stage(f"building {spec.name}", "build", resolved.build, options.num_classes, progress=progress)
+    num_classes = classes_at_input_size(model, spec)
+    if labels is not None and len(labels) != num_classes:
+        raise UsageError(f"{_describe_labels(options.labels)} names {len(labels)} classes, but this {spec.name} "
+                         f"outputs {num_classes}",
+                         "give one class name per output, in class-index order (the number of classes comes from "
+                         "the checkpoint's classifier, or --num-classes)")
     # Bad images fail here, before any file is written; eager outputs are computed once for all precisions.
     data = None
     if options.check:
@@ -177,7 +193,8 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
                 artifact=final.name, artifact_sha256=hashlib.sha256(payload).hexdigest(),
                 artifact_bytes=len(payload), model=spec.name, family=spec.family, variant=spec.variant,
                 precision=precision, opset=options.opset, input=TensorSpec(INPUT_NAME, ("batch", *spec.input_shape)),
-                output=TensorSpec(OUTPUT_NAME, ("batch", 1000)), preprocess=spec.preprocess, weights=weights_info,
+                output=TensorSpec(OUTPUT_NAME, ("batch", num_classes)), preprocess=spec.preprocess,
+                weights=weights_info, labels=labels,
                 nodes={"exported": len(exported.graph.node), "simplified": len(graph.graph.node),
                        "artifact": len(proto.graph.node)},
                 simplify=simplify_info, precision_details=variant_info, tools=tool_versions(), created=utc_now(),
@@ -201,6 +218,18 @@ def _publish(final: Path, payload: bytes, manifest: OnnxManifest, check: CheckRe
     with atomic_path(final, size=len(payload)) as tmp:
         tmp.write_bytes(payload)
         write_manifest(final, manifest)
+
+
+def _class_names(labels: str | Path | Sequence[str] | None) -> list[str] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, (str, Path)):
+        return read_class_names(labels)
+    return check_class_names([str(name) for name in labels], "the class names")
+
+
+def _describe_labels(labels) -> str:
+    return f"labels file '{labels}'" if isinstance(labels, (str, Path)) else "the list of class names"
 
 
 def _write_int8(path: Path, graph: onnx.ModelProto, out: Path, spec, model, calib, weights_info: dict,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from torch import nn
@@ -45,6 +45,27 @@ class ModelSpec:
     @property
     def has_aux(self) -> bool:
         return self.aux_params > 0
+
+    def with_preprocess(self, preprocess: Preprocess) -> ModelSpec:
+        """This model with another input transform (e.g. the one an artifact's manifest records)."""
+        return replace(self, preprocess=preprocess)
+
+    def at_input_size(self, input_size: int | None = None, resize: int | None = None) -> ModelSpec:
+        """This model fed at another resolution (a network trained at another size): center-crop `input_size`
+        (default: the native crop) after resizing the shorter side to `resize` (default: the native resize at
+        the native size, else round(input_size / 0.875), ImageNet's crop ratio); same mean, std, interpolation."""
+        if input_size is None and resize is None:
+            return self
+        crop = input_size or self.preprocess.crop
+        resize = resize or (self.preprocess.resize if crop == self.preprocess.crop else round(crop / 0.875))
+        for flag, value in (("--input-size", crop), ("--resize", resize)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(f"{flag} must be a positive number of pixels, not {value!r}")
+        if resize < crop:
+            raise UsageError(f"--resize {resize} is smaller than the input size {crop}: the center crop would not fit",
+                             f"pass --resize {crop} or more (default: round(input size / 0.875) = "
+                             f"{round(crop / 0.875)})")
+        return self.with_preprocess(replace(self.preprocess, resize=resize, crop=crop))
 
     def to_dict(self) -> dict:
         return {

@@ -1,12 +1,13 @@
-"""What a model looks like inside: per-stage output shapes at the native input size."""
+"""What a model looks like inside: per-stage output shapes at the native input size, classes at an input size."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .registry import ModelSpec
+from ..errors import UsageError
 from ..weights.checkpoints import aux_head_names
+from .registry import ModelSpec, get_spec
 
 
 def stage_shapes(model: nn.Module, spec: ModelSpec) -> list[tuple[str, tuple[int, ...]]]:
@@ -36,3 +37,17 @@ def stage_shapes(model: nn.Module, spec: ModelSpec) -> list[tuple[str, tuple[int
             listed.append((name, shape))
         previous = shape
     return listed
+
+
+def classes_at_input_size(model: nn.Module, spec: ModelSpec) -> int:
+    """Run the model once at its input size and return how many classes it outputs. A size the network cannot
+    take (too small for its strides and pooling) is a UsageError here, before any file is written."""
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(1, *spec.input_shape))
+    except RuntimeError as exc:
+        native = get_spec(spec.name).input_size
+        raise UsageError(f"{spec.name} cannot run at {spec.input_size}x{spec.input_size} input: "
+                         f"{str(exc).strip().splitlines()[0]}",
+                         f"pass a larger --input-size (its native size is {native})") from None
+    return int(logits.shape[-1])

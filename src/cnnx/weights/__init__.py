@@ -20,13 +20,13 @@ from torch import nn
 from ..artifacts import sha256_file
 from ..errors import UsageError
 from ..models.registry import ModelSpec, get_spec
-from .checkpoints import aux_head_names, initialize, load_into, read_state_dict
+from .checkpoints import aux_head_names, head_keys, initialize, load_into, num_classes_of, read_state_dict
 from .download import Progress, WeightsFile, cache_dir, fetch
 from .pretrained import PretrainedWeights, pretrained_weights, register, weights_for
 
-__all__ = ["ResolvedWeights", "resolve_weights", "recorded_weights", "create_model", "read_state_dict",
-           "load_into", "initialize", "aux_head_names", "PretrainedWeights", "pretrained_weights", "weights_for",
-           "register", "cache_dir"]
+__all__ = ["ResolvedWeights", "resolve_weights", "recorded_weights", "create_model", "read_state_dict", "load_into",
+           "initialize", "aux_head_names", "head_keys", "num_classes_of", "PretrainedWeights", "pretrained_weights",
+           "weights_for", "register", "cache_dir"]
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,24 @@ class ResolvedWeights:
             return f"{self.published['publisher']} {self.published['name']}"
         return str(self.checkpoint) if self.checkpoint else f"seed {self.seed}"
 
-    def build(self, num_classes: int = 1000, progress: Progress = lambda stage: None) -> nn.Module:
-        """The model in eval mode, loaded from the file or initialised from the seed."""
+    def build(self, num_classes: int | None = None, progress: Progress = lambda stage: None) -> nn.Module:
+        """The model in eval mode, loaded from the file or initialised from the seed. `num_classes` None: the
+        checkpoint's own (a fine-tuned head with N outputs gives N classes), else 1000."""
+        if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool)
+                                        or num_classes < 1):
+            raise UsageError(f"the number of classes must be a positive integer, not {num_classes!r}")
         path, _ = self.local_file(progress)
-        model = self.spec.builder(num_classes=num_classes)
-        if path is None:
+        state_dict = read_state_dict(path) if path is not None else None
+        in_checkpoint = num_classes_of(state_dict, self.spec, self.label) if state_dict is not None else None
+        if num_classes is not None and in_checkpoint is not None and num_classes != in_checkpoint:
+            raise UsageError(f"checkpoint '{self.label}' has a {in_checkpoint}-class classifier, not {num_classes} "
+                             "classes", "leave out the number of classes (it is read from the checkpoint), or pass "
+                             f"{in_checkpoint}")
+        model = self.spec.builder(num_classes=num_classes or in_checkpoint or 1000)
+        if state_dict is None:
             initialize(model, self.spec, self.seed)
         else:
-            load_into(model, read_state_dict(path), self.spec, self.label)
+            load_into(model, state_dict, self.spec, self.label)
         return model.eval()
 
 
@@ -115,7 +125,8 @@ def recorded_weights(model: str, record: dict) -> ResolvedWeights:
 
 
 def create_model(name: str, *, weights: str | Path | None = None, pretrained: bool | str | None = None,
-                 seed: int = 0, num_classes: int = 1000) -> nn.Module:
+                 seed: int = 0, num_classes: int | None = None) -> nn.Module:
     """Build a zoo model in eval mode: from a checkpoint file (`weights`), from the publisher's ImageNet weights
-    (`pretrained=True` for the default, or "v1" / "v2"), or initialised from `seed`."""
+    (`pretrained=True` for the default, or "v1" / "v2"), or initialised from `seed`. `num_classes` None: the
+    checkpoint's own (a fine-tuned head), else 1000."""
     return resolve_weights(name, weights=weights, pretrained=pretrained, seed=seed).build(num_classes)

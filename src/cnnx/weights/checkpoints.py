@@ -126,3 +126,23 @@ def initialize(model: nn.Module, spec: ModelSpec, seed: int) -> None:
         bn.momentum = 0.1
     model.eval()
 
+
+def head_keys(spec: ModelSpec) -> list[str]:
+    """The state-dict keys of the classifier heads (main and auxiliary): those whose shape depends on the number
+    of classes (fc, classifier.6, classif, logits, NiN's last conv, aux1.fc2, AuxLogits.fc, ...). Found by
+    building the model twice on the meta device, which allocates nothing."""
+    with torch.device("meta"):
+        two, three = spec.builder(num_classes=2).state_dict(), spec.builder(num_classes=3).state_dict()
+    return [key for key in two if two[key].shape != three[key].shape]
+
+
+def num_classes_of(state_dict: dict[str, torch.Tensor], spec: ModelSpec, source: str) -> int | None:
+    """The number of classes a checkpoint's classifier outputs (None when it has no head keys of this
+    architecture: load_into then names the missing keys). Heads that disagree are a UsageError."""
+    found = {key: int(state_dict[key].shape[0]) for key in head_keys(spec)
+             if key in state_dict and state_dict[key].ndim >= 1}
+    if len(set(found.values())) > 1:
+        shown = ", ".join(f"{key}: {n}" for key, n in found.items())
+        raise UsageError(f"checkpoint '{source}' has classifier heads with different numbers of classes ({shown})",
+                         "save the checkpoint of one model, whose heads all have the same number of outputs")
+    return next(iter(found.values()), None)

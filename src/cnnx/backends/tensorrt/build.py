@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ def build_command(onnx_path: str | Path, **options) -> str:
         parts.append("--version-compatible")
     if str(opts["out_dir"]) != DEFAULT_OUT_DIR:
         parts += ["--out", str(opts["out_dir"])]
-    return " ".join(parts)
+    return shlex.join(parts)  # paths with spaces stay one argument when the line is copied
 
 
 def format_parser_errors(errors: list[dict]) -> str:
@@ -234,7 +235,7 @@ def build_engine(onnx_path: str | Path, *, out_dir: str | Path = DEFAULT_OUT_DIR
         gpu=gpu, build_flags=flags,
         timing_cache={**cache_state, "path": str(cache_file) if timing_cache else None},
         build_seconds=build_seconds, rebuild_command=build_command(source.path, **options),
-        tools=tool_versions(), created=utc_now())
+        tools=tool_versions(), created=utc_now(), labels=source.manifest.labels if source.manifest else None)
     write_manifest(plan_path, manifest)
     return plan_path, manifest
 

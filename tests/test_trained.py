@@ -1,0 +1,115 @@
+"""fp16 and int8 judged on a trained network, through the real CLI: resnet18 trained from scratch on real
+handwritten digits (tests/trained_network.py), exported with `cnnx export --weights` in fp32, fp16 and both
+int8 Q/DQ forms (calibrated on training digits only), and scored with `cnnx eval` on the 1000 held-out digits,
+on ONNX Runtime and on OpenVINO. The rule is MLPerf Inference's closed-division one: int8 keeps at least 99 %
+of the fp32 top-1 (fp16: 99.5 %). A deliberately broken quantization (every activation range clipped to a
+tenth, through the calibration cache) must fail both the default int8 parity gate and `cnnx eval`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cnnx.backends.openvino import OpenVinoRunner
+from cnnx.manifest import read_manifest
+from cnnx.parity import DEFAULT_THRESHOLDS
+
+FORMS = ("tensorrt", "cpu")
+# Training (~70 s on 2 quiet cores), four exports and three evaluations of 1000 images: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
+
+def cnnx(*args):
+    return CliRunner().invoke(__import__("cnnx.cli", fromlist=["cli"]).cli, [str(a) for a in args],
+                              catch_exceptions=False)
+
+
+def export_args(digits, out: Path, *extra) -> list:
+    """The fine-tuned network as a user exports it: its checkpoint, class names and training resolution; int8
+    calibrated on training digits (80 of the 100 in the folder; every 5th is held out for the parity check)."""
+    return ["export", "resnet18", "--weights", digits.weights, "--labels", digits.labels_file,
+            "--input-size", "32", "--resize", "32", "--calib-data", digits.calibration, "--calib-size", "80",
+            "--images", digits.calibration, "--target", "onnx", "--out", out, *extra]
+
+
+@pytest.fixture(scope="module")
+def artifacts(trained_digits, tmp_path_factory):
+    """fp32, fp16 and int8 in both Q/DQ forms, and int8 with the accuracy rescue (each form in its own folder)."""
+    root = tmp_path_factory.mktemp("trained-artifacts")
+    paths = {}
+    for name, precisions, extra in (("tensorrt", "fp32,fp16,int8", ["--int8-target", "tensorrt"]),
+                                    ("cpu", "int8", ["--int8-target", "cpu"]),
+                                    ("auto", "int8", ["--int8-target", "tensorrt", "--int8-exclude", "auto"])):
+        result = cnnx(*export_args(trained_digits, root / name, "--precision", precisions, *extra))
+        assert result.exit_code == 0, result.output
+        paths.update({f"int8-{name}" if p == "int8" else p: root / name / f"resnet18-{p}.onnx"
+                      for p in precisions.split(",")})
+    return paths
+
+
+def evaluate(digits, *artifacts, backend="onnxruntime", eager=True) -> tuple[int, dict]:
+    args = ["eval", *artifacts, "--data", digits.held_out, "--backend", backend, "--json"]
+    if eager:
+        args += ["--model", "resnet18", "--weights", digits.weights, "--input-size", "32", "--resize", "32"]
+    result = cnnx(*args)
+    return result.exit_code, {_key(row["name"]): row for row in json.loads(result.stdout)["rows"]}
+
+
+def _key(name: str) -> str:
+    """"eager PyTorch", or FOLDER/STEM of an artifact: every int8 artifact is named resnet18-int8.onnx."""
+    return name if not name.endswith(".onnx") else f"{Path(name).parent.name}/{Path(name).stem}"
+
+
+def test_the_network_is_trained(trained_digits):
+    assert trained_digits.held_out_top1 >= 0.95, trained_digits
+
+
+def test_fp16_and_int8_keep_the_fp32_accuracy_on_onnxruntime(trained_digits, artifacts):
+    code, rows = evaluate(trained_digits, *artifacts.values())
+    assert code == 0, rows
+    eager = rows["eager PyTorch"]
+    assert eager["top1"] == trained_digits.held_out_top1  # the folder names resolve to the right classes
+    fp32, fp16 = rows["tensorrt/resnet18-fp32"], rows["tensorrt/resnet18-fp16"]
+    assert fp32["top1"] == eager["top1"] and fp32["sqnr_db"] > 60
+    assert fp16["retained"] >= 0.995 and fp16["passed"]
+    for form in (*FORMS, "auto"):
+        row = rows[f"{form}/resnet18-int8"]
+        assert row["reference"] == "eager PyTorch" and row["retained"] >= 0.99 and row["passed"], row
+    # the accuracy rescue never lowers accuracy
+    assert rows["auto/resnet18-int8"]["top1"] >= rows["tensorrt/resnet18-int8"]["top1"]
+
+
+@pytest.mark.openvino
+@pytest.mark.skipif(OpenVinoRunner.unavailable_reason() is not None, reason=str(OpenVinoRunner.unavailable_reason()))
+def test_int8_keeps_the_fp32_accuracy_on_openvino(trained_digits, artifacts):
+    code, rows = evaluate(trained_digits, artifacts["fp32"], artifacts["int8-tensorrt"], artifacts["int8-cpu"],
+                          backend="openvino", eager=False)
+    assert code == 0, rows
+    int8 = [row for row in rows.values() if row["precision"] == "int8"]
+    assert len(int8) == 2 and all(row["backend"] == "openvino" for row in int8)
+    assert all(row["reference"].endswith("resnet18-fp32.onnx") and row["retained"] >= 0.99 for row in int8), int8
+
+
+def test_a_clipped_activation_range_fails_the_default_gate(trained_digits, artifacts, tmp_path):
+    """The calibration cache of the good int8 export, every activation range shrunk to a tenth: the export's
+    default int8 gate fails it (exit 1) and so does `cnnx eval` (it keeps far less than 99 % of the top-1)."""
+    good = artifacts["int8-tensorrt"].parent
+    shutil.copytree(good / ".calibration", tmp_path / ".calibration")
+    [cache] = (tmp_path / ".calibration").glob("*.json")
+    ranges = json.loads(cache.read_text())
+    for tensor in ranges["data"].values():
+        for end in ("lowest", "highest"):
+            tensor[end]["data"] = [v / 10 for v in tensor[end]["data"]]
+    cache.write_text(json.dumps(ranges))
+    result = cnnx(*export_args(trained_digits, tmp_path, "--precision", "int8", "--int8-target", "tensorrt"))
+    broken = tmp_path / "resnet18-int8.onnx"
+    manifest = read_manifest(broken)
+    assert manifest.precision_details["calibration"]["cache"]["status"] == "cache hit"
+    assert result.exit_code == 1, result.output  # the default gate
+    assert not manifest.parity["passed"] and manifest.parity["thresholds"] == DEFAULT_THRESHOLDS["int8"].to_dict()
+    code, rows = evaluate(trained_digits, artifacts["fp32"], broken, eager=False)
+    assert code == 1 and rows[f"{tmp_path.name}/resnet18-int8"]["retained"] < 0.99
