@@ -81,14 +81,15 @@ def nncf_int8(fp32_path: Path, calib_tensors: np.ndarray, out: Path) -> tuple[Pa
     return xml, time.perf_counter() - start
 
 
-def held_out_sqnr(workload: Workload, nncf_xml: Path | None) -> dict:
-    """SQNR (dB) against eager fp32 on the held-out photos: cnnx's int8 on both runtimes, NNCF's on OpenVINO."""
+def held_out_sqnr(workload: Workload, nncf_xml: Path | None, int8: Path | None = None) -> dict:
+    """SQNR (dB) against eager fp32 on the held-out photos: cnnx's int8 (or the file `int8`) on both runtimes,
+    NNCF's on OpenVINO."""
     import torch
 
     photos = load_batch(sample_split()[1], workload.spec.preprocess)
     with torch.inference_mode():
         reference = workload.eager(torch.from_numpy(photos)).numpy()
-    int8 = workload.artifacts["int8"]
+    int8 = int8 or workload.artifacts["int8"]
     outputs = {"onnxruntime": OnnxRuntimeRunner(int8)(photos), "openvino": OpenVinoRunner(int8)(photos)}
     if nncf_xml:
         outputs[NNCF] = OpenVinoRunner(nncf_xml)(photos)

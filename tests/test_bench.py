@@ -169,3 +169,25 @@ def test_bench_throughput_mode_reports_callers_and_images_per_s(run_cli, nin_onn
 def test_unknown_mode_exits_2(run_cli):
     result = run_cli("bench", "nin", "--mode", "fastest")
     assert result.exit_code == 2 and "unknown mode fastest" in result.stderr
+
+
+def test_peak_compute_follows_the_cpu_flags_cores_and_clock():
+    from cnnx.hardware import achieved_tops, peak_compute
+
+    cpu = {"isa": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"], "physical_cores": 2,
+           "mhz": 2100.0, "max_mhz": None}
+    amx = peak_compute("int8", cpu)
+    # AMX: 2,048 int8 operations per cycle per core = 1,024 MACs; 2 cores x 2.1 GHz -> 8.6016 TOPS
+    assert (amx.unit, amx.macs_per_cycle, amx.cores) == ("AMX-INT8", 1024, 2) and amx.tops == pytest.approx(8.6016)
+    assert peak_compute("int8", cpu, threads=1).tops == pytest.approx(4.3008)  # the cores the threads can use
+    assert peak_compute("int8", cpu, threads=8).cores == 2
+    assert peak_compute("bf16", cpu).tops == pytest.approx(2 * 512 * 2 * 2.1 / 1000)
+    assert peak_compute("fp32", cpu).tops == pytest.approx(2 * 32 * 2 * 2.1 / 1000)
+    no_amx = {**cpu, "isa": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"], "max_mhz": 3000.0}
+    vnni = peak_compute("int8", no_amx)
+    assert vnni.unit == "AVX-512 VNNI" and vnni.tops == pytest.approx(2 * 128 * 2 * 3.0 / 1000)  # turbo clock wins
+    assert peak_compute("bf16", no_amx).unit == "AVX-512 BF16"
+    assert peak_compute("int8", {**cpu, "isa": ["avx2"]}) is None  # no int8 dot-product unit known
+    assert peak_compute("fp32", {**cpu, "mhz": None}) is None  # no clock known
+    # ResNet-50 (4.089 GMACs) at 4.42 ms per image: 1.85 TOPS
+    assert achieved_tops(4.089, 1, 4.42) == pytest.approx(2 * 4.089e9 / 4.42e-3 / 1e12)

@@ -31,20 +31,23 @@ class OnnxRuntimeRunner(Runner):
         return None
 
     def __init__(self, model: str | Path | bytes, threads: int | None = None,
-                 providers: tuple = ("CPUExecutionProvider",), mode: str = "latency"):
+                 providers: tuple = ("CPUExecutionProvider",), mode: str = "latency", options: dict | None = None):
+        """`options`: more SessionOptions attributes (e.g. enable_profiling for per-node times)."""
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: ORT's warnings are not actionable for users
+        session_options = ort.SessionOptions()
+        session_options.log_severity_level = 3  # errors only: ORT's warnings are not actionable for users
+        for name, value in (options or {}).items():
+            setattr(session_options, name, value)
         self.mode = mode
         if mode == "throughput":
-            options.intra_op_num_threads = 1
+            session_options.intra_op_num_threads = 1
             self.concurrency = threads or os.cpu_count() or 1
         elif threads:
-            options.intra_op_num_threads = threads
+            session_options.intra_op_num_threads = threads
         source = model if isinstance(model, bytes) else str(model)
         try:
-            self.session = ort.InferenceSession(source, options, providers=list(providers))
+            self.session = ort.InferenceSession(source, session_options, providers=list(providers))
         except Exception as exc:  # ORT raises its own exception types for corrupt/invalid files
             what = "the ONNX model" if isinstance(model, bytes) else f"'{model}'"
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
