@@ -163,7 +163,9 @@ class Workload:
         runner = self.runner(backend, precision, mode)
         if mode == "throughput":
             x, callers = self.inputs(batch), runner.concurrency
-            block = lambda seconds, calls: runner.run_concurrently(x, callers, seconds, calls)  # noqa: E731
+
+            def block(seconds: float, calls: int) -> tuple[list[float], float]:
+                return runner.run_concurrently(x, callers, seconds, calls)
             return callers, timing.RoundTimer(block, batch, **timing_options), None
         step, end_to_end = self.steps(backend, precision, batch)
         e2e = timing.RoundTimer(timing.serial_block(end_to_end), batch, **timing_options) if end_to_end else None
