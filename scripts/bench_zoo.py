@@ -19,7 +19,13 @@ Targets, judged per model at batch 1: the best int8 artifact >= 3x its own fp32 
 no slower than NNCF-native. The script prints where each is met and not.
 
 Artifacts go to --out (default: a temporary folder); with --out they are reused by later runs, and with
---resume a model whose results are already in --out/bench-zoo/ is not measured again.
+--resume a model whose results are already in --out/bench-zoo/ is not measured again (results are saved
+after each model, so an interrupted run resumes where it stopped).
+
+Cost: every case of a model is alive at once (interleaving), so memory peaks with the largest models at batch
+32: 8.5 GB for VGG-11 (each session keeps its batch-32 activations). Time on 2 cores, busy machine: ResNet-50
+4 min, VGG-11 4.5 min (export and calibration, NNCF, SQNR, 14 cases x 5 s); about 1.5 hours for the zoo on
+a quiet machine, twice the timed part with --modes latency,throughput.
 """
 
 from __future__ import annotations
@@ -145,9 +151,12 @@ def summarize(result: dict, machine: dict, threads: int | None) -> dict:
     ort_fp32 = at_b1.get(("onnxruntime", "fp32", 1))
     if int8:
         best8 = min(int8, key=int8.get)
+        rounds = [timed[key]["round_medians_ms"] for key in (best8, ("openvino", NNCF, 1)) if key in timed]
         summary.update(best_int8=best8[0], best_int8_ms=int8[best8], nncf_ms=nncf,
                        int8_vs_ort_fp32=ort_fp32 / int8[best8] if ort_fp32 else None,
                        int8_vs_nncf=nncf / int8[best8] if nncf else None,
+                       # the two cases' round medians overlap: their difference is within this run's noise
+                       int8_nncf_overlap=len(rounds) == 2 and max(map(min, rounds)) <= min(map(max, rounds)),
                        sqnr_int8=result["sqnr_db"].get(best8[0]), sqnr_nncf=result["sqnr_db"].get(NNCF))
     for batch in sorted({k[2] for k in own}):  # roofline of the best artifact at each batch
         at = {k: ms(v) for k, v in own.items() if k[2] == batch}
@@ -165,10 +174,15 @@ def fmt(value, spec: str, suffix: str = "") -> str:
 
 
 def verdicts(summary: dict) -> tuple[str, str]:
-    """(int8 >= 3x own ORT fp32, int8 no slower than NNCF): 'met (3.4x)', 'NOT met (2.1x)' or '-'."""
-    def judge(ratio, target):
-        return "-" if ratio is None else f"{'met' if ratio >= target else 'NOT met'} ({ratio:.2f}x)"
-    return judge(summary.get("int8_vs_ort_fp32"), INT8_OVER_FP32_TARGET), judge(summary.get("int8_vs_nncf"), 1.0)
+    """(int8 >= 3x own ORT fp32, int8 no slower than NNCF): 'met (3.4x)', 'NOT met (2.1x)' or '-'; a slower int8
+    whose round medians overlap NNCF's is 'NOT met (0.98x, within the rounds' spread)'."""
+    def judge(ratio, target, overlap=False):
+        if ratio is None:
+            return "-"
+        spread = ", within the rounds' spread" if ratio < target and overlap else ""
+        return f"{'met' if ratio >= target else 'NOT met'} ({ratio:.2f}x{spread})"
+    return (judge(summary.get("int8_vs_ort_fp32"), INT8_OVER_FP32_TARGET),
+            judge(summary.get("int8_vs_nncf"), 1.0, summary.get("int8_nncf_overlap", False)))
 
 
 def summary_table(summaries: list[dict], batches) -> list[str]:
@@ -209,7 +223,8 @@ def full_table(results: list[dict], batch: int, mode: str) -> list[str]:
 
 
 def beats_nncf_sentence(summaries: list[dict]) -> str:
-    rated = [(s["model"], s["int8_vs_nncf"]) for s in summaries if s.get("int8_vs_nncf")]
+    rated = [(s["model"] + (" (within the rounds' spread)" if s.get("int8_nncf_overlap") else ""), s["int8_vs_nncf"])
+             for s in summaries if s.get("int8_vs_nncf")]
     if not rated:
         return "NNCF-native int8 was not measured in this run."
     wins = [(m, r) for m, r in rated if r >= 1.0]
@@ -219,7 +234,7 @@ def beats_nncf_sentence(summaries: list[dict]) -> str:
     if wins:
         text += " (" + ", ".join(f"{m} {r:.2f}x" for m, r in wins) + ")"
     if losses:
-        text += "; slower on " + ", ".join(f"{m} ({r:.2f}x)" for m, r in losses)
+        text += "; slower on " + ", ".join(f"{m} {r:.2f}x" for m, r in losses)
     return text + " (ratio = NNCF latency / cnnx latency; > 1: cnnx is faster)."
 
 
@@ -306,7 +321,7 @@ def print_targets(summaries: list[dict]) -> None:
     print("targets at batch 1 (best int8 >= 3x own ORT fp32; no slower than NNCF-native):")
     for s in summaries:
         target3, target_nncf = verdicts(s)
-        print(f"  {s['model']:22s} int8 ({s.get('best_int8', '-')}) vs ORT fp32: {target3:18s} vs NNCF: {target_nncf}")
+        print(f"  {s['model']:22s} int8 ({s.get('best_int8', '-')}) vs ORT fp32: {target3:16s} vs NNCF: {target_nncf}")
 
 
 def main() -> None:
