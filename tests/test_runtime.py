@@ -163,6 +163,46 @@ def test_concurrent_calls_equal_serial_calls_openvino(artifacts):
     np.testing.assert_allclose(serial[0], reference(batches[0]), rtol=1e-3, atol=1e-4)
 
 
+def _same_outputs(outputs, expected):
+    """Equal up to floating-point summation order (another thread split may sum in another order)."""
+    assert len(outputs) == len(expected)
+    for out, ref in zip(outputs, expected):
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=[
+    pytest.mark.openvino, pytest.mark.skipif(OpenVinoRunner.unavailable_reason() is not None,
+                                             reason=str(OpenVinoRunner.unavailable_reason()))])])
+def test_throughput_mode_gives_latency_mode_outputs_to_concurrent_callers(artifacts, backend):
+    """Throughput mode: the backend's own concurrency, every batch answered with its own outputs (in order,
+    from run_many, classify and many threads), the same outputs as latency mode."""
+    latency = cnnx.load(artifacts["int8"], backend=backend)
+    throughput = cnnx.load(artifacts["int8"], backend=backend, threads=2, mode="throughput")
+    assert (latency.mode, latency.concurrency) == ("latency", 1) and throughput.mode == "throughput"
+    if backend == "openvino":  # OpenVINO's THROUGHPUT hint chooses how many requests keep its streams busy
+        optimal = throughput._call.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+        assert throughput.concurrency == optimal >= 1
+    else:
+        assert throughput.concurrency == 2  # one caller per thread
+    batches = _batches()
+    expected = [latency(b) for b in batches]
+    _same_outputs(throughput.run_many(batches), expected)
+    hammered = _hammer(throughput, batches, threads=4, rounds=2)
+    _same_outputs([out for _, out in hammered], [expected[i] for i, _ in hammered])
+    files = photos()
+    assert ([[p.label for p in r] for r in throughput.classify(files, topk=3)]
+            == [[p.label for p in r] for r in latency.classify(files, topk=3)])
+    # the bench's measurement: `callers` calls in flight; every call is answered and timed
+    latencies, wall = throughput._call.run_concurrently(batches[0], throughput.concurrency, seconds=0.0,
+                                                        min_calls=5)
+    assert len(latencies) == 5 and all(ms > 0 for ms in latencies) and wall > 0
+
+
+def test_unknown_mode_is_a_usage_error(artifacts):
+    with pytest.raises(UsageError, match="unknown mode 'fast'"):
+        cnnx.load(artifacts["fp32"], mode="fast")
+
+
 # Blocks every import of torch (and its submodules) in a fresh interpreter, as in an install without it.
 NO_TORCH = textwrap.dedent("""
     import importlib.abc, sys

@@ -10,6 +10,13 @@ a CPU needs only numpy, pillow and onnxruntime (or openvino).
 
 Thread safety: one Predictor may be called from many threads at once, with the same results as serial
 calls; each backend's Runner says how it achieves that (backends/onnxruntime.py, openvino.py, tensorrt/).
+
+Throughput mode (`cnnx.load(path, mode="throughput")`): the backend is configured for several calls in
+flight at once (`predictor.concurrency` of them: OpenVINO's THROUGHPUT hint with its optimal number of infer
+requests; ONNX Runtime with one intra-op thread per caller and one caller per core). Each call takes longer,
+but together they serve more images per second. Call the predictor from that many threads (a server's
+workers), or hand it many batches at once with `predictor.run_many(batches)`; `classify` of a long list
+does the latter. The outputs equal latency mode's up to floating-point summation order.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
-from .backends import artifact_runner, get_backend
+from .backends import artifact_runner, check_mode, get_backend
 from .backends.base import Runner
 from .data import load_image, preprocess, to_rgb
 from .errors import BackendUnavailable, UsageError
@@ -42,12 +49,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def load(path: str | Path, backend: str | None = None, *, threads: int | None = None,
-         max_requests: int | None = None) -> Predictor:
+         max_requests: int | None = None, mode: str = "latency") -> Predictor:
     """A Predictor for an artifact: ONNX on ONNX Runtime (default), OpenVINO (`backend="openvino"`) or another
     ONNX backend of the registry, a TensorRT `.plan` on TensorRT. The manifest beside the artifact is read and
     checked first: a file that does not match its manifest is refused (UsageError). `threads` sets the
-    backend's intra-op threads; `max_requests` bounds OpenVINO's pool of infer requests (default: the CPU
-    count)."""
+    backend's intra-op threads (in throughput mode: ONNX Runtime's number of concurrent callers, OpenVINO's
+    threads shared by its streams); `max_requests` bounds OpenVINO's pool of infer requests (default: the CPU
+    count, or more in throughput mode). `mode`: "latency" (default) or "throughput" (see the module doc; a
+    TensorRT plan and the GPU backends run as in latency mode)."""
+    check_mode(mode)
     path = Path(path)
     suffix = path.suffix.lower()
     refuse_manifest_as_artifact(path)
@@ -66,7 +76,8 @@ def load(path: str | Path, backend: str | None = None, *, threads: int | None = 
         return Predictor(path, manifest, get_backend("tensorrt").runner_class()(path))
     manifest = read_manifest(path, OnnxManifest)
     backend = get_backend(backend or "onnxruntime", runs=("onnx",)).name
-    return Predictor(path, manifest, artifact_runner(backend, path, threads=threads, max_requests=max_requests))
+    return Predictor(path, manifest, artifact_runner(backend, path, threads=threads, max_requests=max_requests,
+                                                     mode=mode))
 
 
 class Predictor:
@@ -74,7 +85,8 @@ class Predictor:
 
     Attributes: path, manifest, model, precision, backend, input_name, output_name, input_shape (from the
     manifest, with the symbolic "batch" first: ("batch", 3, 224, 224)), image_shape ((3, 224, 224)),
-    preprocess (resize/crop/mean/std/interpolation) and labels (class names, by class index)."""
+    preprocess (resize/crop/mean/std/interpolation), labels (class names, by class index), mode ("latency"
+    or "throughput") and concurrency (how many calls the backend serves at once in throughput mode)."""
 
     def __init__(self, path: Path, manifest: Manifest, runner: Runner):
         if manifest.output is None or manifest.preprocess is None:
@@ -84,6 +96,7 @@ class Predictor:
         self.path = path
         self.manifest = manifest
         self.backend = runner.backend
+        self.mode, self.concurrency = runner.mode, runner.concurrency
         self._call = runner
         self.model: str = manifest.model
         self.precision: str = manifest.precision or "?"
@@ -104,6 +117,13 @@ class Predictor:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Logits (float32, N x classes) for a preprocessed float32 NCHW batch."""
+        return np.asarray(self._call(self._checked(batch)), dtype=np.float32)
+
+    def run_many(self, batches) -> list[np.ndarray]:
+        """Logits for each of several batches, in order; in throughput mode up to `concurrency` run at once."""
+        return [np.asarray(out, dtype=np.float32) for out in self._call.run_many([self._checked(b) for b in batches])]
+
+    def _checked(self, batch) -> np.ndarray:
         batch = np.asarray(batch)
         if batch.ndim == 3:
             raise UsageError(f"expected a batch (N, {', '.join(map(str, self.image_shape))}), got one image of "
@@ -113,7 +133,7 @@ class Predictor:
                              f"got {tuple(batch.shape)}", "use predictor.prepare(image) or classify(images)")
         if batch.shape[0] == 0:
             raise UsageError("the batch is empty")
-        return np.asarray(self._call(np.ascontiguousarray(batch, dtype=np.float32)), dtype=np.float32)
+        return np.ascontiguousarray(batch, dtype=np.float32)
 
     def prepare(self, image: Any) -> np.ndarray:
         """One image (path, encoded bytes of an image file, PIL image, or HWC / HW uint8 array) as the model's
@@ -138,10 +158,13 @@ class Predictor:
         if not items:
             return []
         step = min(CLASSIFY_BATCH, self.max_batch or CLASSIFY_BATCH)
+        if self.concurrency > 1:  # throughput mode: a chunk per caller, `concurrency` chunks in flight at once
+            step = min(step, -(-len(items) // self.concurrency))
+        wave = step * self.concurrency  # images prepared (decoded, preprocessed) per round of inferences
         logits = []
-        for start in range(0, len(items), step):
-            chunk = items[start:start + step]
-            logits.append(self(np.stack([self.prepare(item) for item in chunk])))
+        for start in range(0, len(items), wave):
+            chunks = [items[i:i + step] for i in range(start, min(start + wave, len(items)), step)]
+            logits += self.run_many([np.stack([self.prepare(item) for item in chunk]) for chunk in chunks])
         return self.top_predictions(np.concatenate(logits), topk)
 
     def top_predictions(self, logits: np.ndarray, topk: int = 5) -> list[list[Prediction]]:

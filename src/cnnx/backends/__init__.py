@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BackendUnavailable, UsageError
-from .base import Runner
+from .base import MODES, Runner
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 _BF16_ONLY_OPENVINO = "bf16 is OpenVINO's inference precision hint on an fp32 file; only OpenVINO runs it"
@@ -98,12 +98,22 @@ def require(name: str) -> Backend:
     return backend
 
 
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise UsageError(f"unknown mode '{mode}'", f"choose from {', '.join(MODES)}")
+    return mode
+
+
 def artifact_runner(name: str, onnx_path: str | Path, *, threads: int | None = None,
-                    inference_precision: str = "f32", max_batch: int = 32, max_requests: int | None = None) -> Runner:
+                    inference_precision: str = "f32", max_batch: int = 32, max_requests: int | None = None,
+                    mode: str = "latency") -> Runner:
     """A Runner for an exported ONNX artifact on backend `name`, for batches up to `max_batch`. For "tensorrt"
     a plan is built from the ONNX file first, or reused when one built from the same file with the same
-    settings on this TensorRT and GPU is there; an unusable backend raises BackendUnavailable with the reason."""
+    settings on this TensorRT and GPU is there; an unusable backend raises BackendUnavailable with the reason.
+    `mode` "throughput" configures ONNX Runtime (CPU) and OpenVINO for concurrent calls (Runner.concurrency);
+    the GPU backends run as in latency mode."""
     backend = get_backend(name, runs=("onnx", "plan"))
+    check_mode(mode)
     if name == "tensorrt":
         from .tensorrt.build import build_engine
         from .tensorrt.runner import TensorRTRunner
@@ -113,9 +123,9 @@ def artifact_runner(name: str, onnx_path: str | Path, *, threads: int | None = N
         return TensorRTRunner(plan)
     if name == "openvino":
         return backend.runner_class()(onnx_path, threads=threads, inference_precision=inference_precision,
-                                      max_requests=max_requests)
+                                      max_requests=max_requests, mode=mode)
     if name == "onnxruntime":
-        return backend.runner_class()(onnx_path, threads=threads)
+        return backend.runner_class()(onnx_path, threads=threads, mode=mode)
     if name == "onnxruntime-tensorrt":
         return backend.runner_class()(onnx_path, max_batch=max_batch)
     return backend.runner_class()(onnx_path)

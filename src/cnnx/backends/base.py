@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from abc import ABC, abstractmethod
-from typing import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
 
 import numpy as np
+
+MODES = ("latency", "throughput")
 
 
 class Runner(ABC):
     """Runs one model on one backend: float32 NCHW batch in, float32 logits out.
 
-    Runners are safe to call from several threads at once (each backend's module says how)."""
+    Runners are safe to call from several threads at once (each backend's module says how).
+
+    `mode`: "latency" (one caller, every core on each call) or "throughput" (the backend configured for
+    `concurrency` calls in flight at once; see each backend's module). Backends without a throughput
+    configuration run as in latency mode, with one caller."""
 
     backend: str  # the registry name, e.g. "onnxruntime", "torch"
+    mode: str = "latency"
+    concurrency: int = 1  # how many calls throughput mode keeps in flight at once
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -31,3 +42,65 @@ class Runner(ABC):
             self(batch)
 
         return step, None
+
+    def run_many(self, batches: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The outputs of every batch, in order, computed with up to `concurrency` calls in flight."""
+        if self.concurrency <= 1 or len(batches) <= 1:
+            return [self(b) for b in batches]
+        with ThreadPoolExecutor(min(self.concurrency, len(batches))) as pool:
+            return list(pool.map(self, batches))
+
+    def run_concurrently(self, batch: np.ndarray, callers: int, seconds: float,
+                         min_calls: int = 1) -> tuple[list[float], float]:
+        """For throughput measurement: `callers` threads call the runner on `batch` back to back until
+        `seconds` have passed and `min_calls` calls have started; returns (latency in ms of every call,
+        wall-clock seconds until the last one finished). One caller runs in the calling thread."""
+        if callers <= 1:  # in the calling thread: a helper thread can change how a runtime schedules its work
+            step, _ = self.timed_steps(batch)
+            return serial_calls(step, seconds, min_calls)
+        latencies: list[float] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        started = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        def caller() -> None:
+            nonlocal started
+            while True:
+                with lock:
+                    if errors or (started >= min_calls and time.perf_counter() >= deadline):
+                        return
+                    started += 1
+                t0 = time.perf_counter()
+                try:
+                    self(batch)
+                except BaseException as exc:  # re-raised in the calling thread below
+                    with lock:
+                        errors.append(exc)
+                    return
+                elapsed = (time.perf_counter() - t0) * 1000
+                with lock:
+                    latencies.append(elapsed)
+
+        threads = [threading.Thread(target=caller, daemon=True) for _ in range(max(1, callers))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return latencies, time.perf_counter() - start
+
+
+def serial_calls(step: Callable[[], float | None], seconds: float, min_calls: int) -> tuple[list[float], float]:
+    """Call `step` back to back until `seconds` have passed and `min_calls` calls were made; returns (latency
+    in ms of each call: the step's own if it returns one (CUDA events), else the wall clock around it, wall
+    seconds)."""
+    latencies: list[float] = []
+    start = time.perf_counter()
+    while len(latencies) < min_calls or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        own = step()
+        latencies.append(own if own is not None else (time.perf_counter() - t0) * 1000)
+    return latencies, time.perf_counter() - start

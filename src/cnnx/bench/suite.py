@@ -1,4 +1,10 @@
-"""`cnnx bench`: every (backend, precision, batch) case on the same inputs, side by side, in one run."""
+"""`cnnx bench`: every (backend, precision, batch, mode) case on the same inputs, side by side, in one run.
+
+The cases are interleaved: every runner is built first, then each round times every case once (A B C, then
+B C A, ...: the starting case rotates so that no case always follows the same one), for `rounds` rounds.
+A busy neighbour or a clock change then shifts all cases alike, and the headline numbers are the medians
+of the per-round medians (bench/timing.py). Latency mode: one caller. Throughput mode: the runner's
+`concurrency` callers at once (backends/base.py), reported as images/s with the latency under that load."""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..backends import BACKENDS, artifact_runner, get_backend
+from ..backends import BACKENDS, artifact_runner, check_mode, get_backend
+from ..backends.base import Runner
 from ..data import load_batch, sample_images
 from ..errors import BackendUnavailable, UsageError
 from ..hardware import machine_info
@@ -30,7 +37,11 @@ class BenchCase:
     reason: str | None = None
     latency: dict | None = None  # wall clock on CPU; GPU compute time (CUDA events) on GPU
     end_to_end: dict | None = None  # GPU only: including host<->device copies
-    speedup: float | None = None  # median latency of torch fp32 at the same batch / this one's
+    # latency mode: torch fp32's median (of round medians) at the same batch / this one's;
+    # throughput mode: this one's images/s (median of rounds) / torch fp32's at the same batch
+    speedup: float | None = None
+    mode: str = "latency"  # "latency": one caller; "throughput": `callers` calls in flight at once
+    callers: int = 1
 
 
 @dataclass
@@ -60,6 +71,7 @@ class Workload:
         self.out_dir = Path(out_dir)
         self.export_kwargs = {"weights": weights, "pretrained": pretrained, "seed": seed, **(export_kwargs or {})}
         self.artifacts: dict[str, Path] = {}
+        self.extra_artifacts: dict[str, Path] = {}  # label -> a file timed beside the exported ones
         self.fixed_artifact = target.endswith(".onnx") or Path(target).is_file()
         if self.fixed_artifact:
             if pretrained not in (None, False):
@@ -78,6 +90,8 @@ class Workload:
             self.weights = resolved.record()
             self.num_classes = None
         self._eager = None
+        self._runners: dict[tuple[str, str, str], Runner] = {}
+        self._inputs: dict[int, np.ndarray] = {}
 
     @property
     def eager(self) -> torch.nn.Module:
@@ -90,8 +104,10 @@ class Workload:
         return self._eager
 
     def inputs(self, batch: int) -> np.ndarray:
-        photos = load_batch(sample_images(), self.spec.preprocess)
-        return np.ascontiguousarray(np.resize(photos, (batch, *photos.shape[1:])))
+        if batch not in self._inputs:
+            photos = load_batch(sample_images(), self.spec.preprocess)
+            self._inputs[batch] = np.ascontiguousarray(np.resize(photos, (batch, *photos.shape[1:])))
+        return self._inputs[batch]
 
     def prepare_artifacts(self, precisions) -> None:
         """Find or make the ONNX files the ONNX backends need: one already in the output folder made from
@@ -119,29 +135,60 @@ class Workload:
                 self.artifacts[result.manifest.precision] = result.path
 
     def artifact(self, precision: str) -> Path:
+        if precision in self.extra_artifacts:
+            return self.extra_artifacts[precision]
         source_precision = "fp32" if precision == "bf16" else precision  # bf16 is a runtime hint on fp32
         if source_precision not in self.artifacts:
             raise BackendUnavailable(f"no {source_precision} artifact: only the file given is benchmarked")
         return self.artifacts[source_precision]
 
+    def runner(self, backend: str, precision: str, mode: str = "latency") -> Runner:
+        """The runner of one (backend, precision, mode), built once and shared by its batch sizes. Eager
+        backends have no throughput configuration: both modes share one runner (one caller)."""
+        key = (backend, precision, mode if BACKENDS[backend].runs_artifacts else "latency")
+        if key not in self._runners:
+            if BACKENDS[backend].runs_artifacts:
+                self._runners[key] = artifact_runner(
+                    backend, self.artifact(precision), threads=self.threads, mode=mode,
+                    inference_precision="bf16" if precision == "bf16" else "f32", max_batch=max(self.batches))
+            else:
+                self._runners[key] = BACKENDS[backend].runner_class()(self.eager, device=self.device,
+                                                                      precision=precision)
+        return self._runners[key]
+
     def steps(self, backend: str, precision: str, batch: int) -> tuple[Callable, Callable | None]:
-        """(timed step, end-to-end step or None) for one case."""
-        x = self.inputs(batch)
-        if BACKENDS[backend].runs_artifacts:
-            runner = artifact_runner(backend, self.artifact(precision), threads=self.threads,
-                                     inference_precision="bf16" if precision == "bf16" else "f32",
-                                     max_batch=max(self.batches))
-        else:
-            runner = BACKENDS[backend].runner_class()(self.eager, device=self.device, precision=precision)
-        return runner.timed_steps(x)
+        """(timed step, end-to-end step or None) for one latency-mode case."""
+        return self.runner(backend, precision).timed_steps(self.inputs(batch))
+
+    def timers(self, backend: str, precision: str, batch: int, mode: str,
+               **timing_options) -> tuple[int, timing.RoundTimer, timing.RoundTimer | None]:
+        """(callers, timer of the timed step, timer of the end-to-end step or None) for one case."""
+        runner = self.runner(backend, precision, mode)
+        if mode == "throughput":
+            x, callers = self.inputs(batch), runner.concurrency
+
+            def block(seconds: float, calls: int) -> tuple[list[float], float]:
+                return runner.run_concurrently(x, callers, seconds, calls)
+            return callers, timing.RoundTimer(block, batch, **timing_options), None
+        step, end_to_end = self.steps(backend, precision, batch)
+        e2e = timing.RoundTimer(timing.serial_block(end_to_end), batch, **timing_options) if end_to_end else None
+        return 1, timing.RoundTimer(timing.serial_block(step), batch, **timing_options), e2e
 
 
 def run_bench(target: str, *, backends: tuple[str, ...] | None = None, precisions=("fp32",), batches=(1,),
               threads: int | None = None, warmup_ms: float = 200, duration_s: float = 3.0, min_iters: int = 10,
-              device: str | None = None, out_dir: str | Path = "export", weights: str | Path | None = None,
-              seed: int = 0, pretrained: bool | str | None = None, export_kwargs: dict | None = None,
+              rounds: int = 5, modes: tuple[str, ...] = ("latency",), device: str | None = None,
+              out_dir: str | Path = "export", weights: str | Path | None = None, seed: int = 0,
+              pretrained: bool | str | None = None, export_kwargs: dict | None = None,
+              extra_artifacts: dict[str, tuple[str, str | Path]] | None = None,
               progress: Callable[[str], None] = lambda s: None) -> BenchReport:
+    """`duration_s` and `min_iters` are per case, in total over its `rounds` rounds (bench/timing.py).
+    `extra_artifacts`: label -> (backend, file), more files (e.g. OpenVINO IR) timed in the same rounds as
+    the model's own artifacts, reported with the label as their precision."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise UsageError(f"rounds must be a positive integer, not {rounds!r}")
+    modes = tuple(check_mode(m) for m in modes)
     explicit = backends is not None
     backends = tuple(backends or BACKENDS)
     reasons = {name: get_backend(name).unavailable_reason() for name in backends}
@@ -154,53 +201,88 @@ def run_bench(target: str, *, backends: tuple[str, ...] | None = None, precision
     report = BenchReport(model=workload.spec.name, device=device, threads=threads,
                          machine=machine_info(threads), settings={
                              "backends": list(backends), "precisions": list(precisions), "batches": list(batches),
+                             "modes": list(modes), "rounds": rounds, "schedule": "interleaved",
                              "warmup_ms": warmup_ms, "duration_s": duration_s, "min_iters": min_iters,
                              "inputs": "shipped sample photos, model preprocessing, tiled to the batch size"})
     artifact_backends = [b for b in backends if BACKENDS[b].runs_artifacts and not reasons[b]]
     if artifact_backends:
         workload.prepare_artifacts(p for p in precisions
                                    if any(not BACKENDS[b].precision_reason(p, device) for b in artifact_backends))
+    planned = []  # (backend, precision, why not run or None)
+    for backend in backends:
+        for precision in precisions:
+            why = reasons[backend] or BACKENDS[backend].precision_reason(precision, device)
+            eager_only = not BACKENDS[backend].runs_artifacts
+            if workload.fixed_artifact and eager_only and (backend, precision) != BASELINE:
+                why = why or "a single artifact was given: eager backends run only the fp32 baseline"
+            planned.append((backend, precision, why))
+    for label, (backend, path) in (extra_artifacts or {}).items():
+        workload.extra_artifacts[label] = Path(path)
+        planned.append((get_backend(backend).name, label, reasons.get(backend) or get_backend(backend).unavailable_reason()))
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        for backend in backends:
-            for precision in precisions:
-                why = reasons[backend] or BACKENDS[backend].precision_reason(precision, device)
-                eager_only = not BACKENDS[backend].runs_artifacts
-                if workload.fixed_artifact and eager_only and (backend, precision) != BASELINE:
-                    why = why or "a single artifact was given: eager backends run only the fp32 baseline"
-                for batch in batches:
-                    if why:
-                        report.cases.append(BenchCase(backend, precision, batch, "skipped", why))
-                        continue
-                    progress(f"timing {backend} {precision} batch {batch}")
-                    report.cases.append(run_case(workload, backend, precision, batch, warmup_ms, duration_s,
-                                                 min_iters))
+        timed = []
+        for backend, precision, why in planned:
+            for batch in batches:
+                for mode in modes:
+                    case = BenchCase(backend, precision, batch, "skipped" if why else "ok", why, mode=mode)
+                    report.cases.append(case)
+                    if not why:
+                        timed += prepare_case(workload, case, warmup_ms, duration_s, min_iters, rounds)
+        run_rounds(timed, rounds, progress)
     finally:
         torch.set_num_threads(previous_threads)
     add_speedups(report)
     return report
 
 
-def run_case(workload: Workload, backend: str, precision: str, batch: int, warmup_ms: float,
-             duration_s: float, min_iters: int) -> BenchCase:
+def prepare_case(workload: Workload, case: BenchCase, warmup_ms: float, duration_s: float, min_iters: int,
+                 rounds: int) -> list:
+    """[(case, timer, end-to-end timer or None)] for a case whose runner could be built, else [] with the case
+    marked skipped (the backend cannot run it) or failed."""
     try:
-        step, end_to_end = workload.steps(backend, precision, batch)
+        case.callers, timer, e2e = workload.timers(case.backend, case.precision, case.batch, case.mode,
+                                                   warmup_ms=warmup_ms, duration_s=duration_s,
+                                                   min_iters=min_iters, rounds=rounds)
     except (BackendUnavailable, UsageError) as exc:
-        return BenchCase(backend, precision, batch, "skipped", exc.message)
-    try:
-        stats = timing.time_loop(step, batch, warmup_ms, duration_s, min_iters)
-        e2e = timing.time_loop(end_to_end, batch, warmup_ms, duration_s, min_iters) if end_to_end else None
+        case.status, case.reason = "skipped", exc.message
+        return []
     except Exception as exc:  # a backend failing on one case must not hide the other results
-        return BenchCase(backend, precision, batch, "failed", f"{exc.__class__.__name__}: {str(exc)[:300]}")
-    return BenchCase(backend, precision, batch, "ok", latency=stats.to_dict(),
-                     end_to_end=e2e.to_dict() if e2e else None)
+        case.status, case.reason = "failed", f"{exc.__class__.__name__}: {str(exc)[:300]}"
+        return []
+    return [(case, timer, e2e)]
+
+
+def run_rounds(timed: list, rounds: int, progress: Callable[[str], None]) -> None:
+    """Time every case once per round, the starting case rotating each round; fill in each case's stats."""
+    active = list(timed)
+    for r in range(rounds):
+        start = r % len(active) if active else 0
+        for entry in active[start:] + active[:start]:
+            case, timer, e2e = entry
+            progress(f"round {r + 1}/{rounds}: {case.backend} {case.precision} batch {case.batch}"
+                     + (" throughput" if case.mode == "throughput" else ""))
+            try:
+                timer.run_round()
+                if e2e:
+                    e2e.run_round()
+            except Exception as exc:  # a backend failing on one case must not hide the other results
+                case.status, case.reason = "failed", f"{exc.__class__.__name__}: {str(exc)[:300]}"
+                active.remove(entry)
+    for case, timer, e2e in active:
+        case.latency = timer.stats().to_dict()
+        case.end_to_end = e2e.stats().to_dict() if e2e else None
 
 
 def add_speedups(report: BenchReport) -> None:
-    baseline = {c.batch: c.latency["median_ms"] for c in report.cases
+    """Against eager PyTorch fp32 at the same batch and mode: latency ratio, or images/s ratio (throughput)."""
+    baseline = {(c.batch, c.mode): c.latency for c in report.cases
                 if (c.backend, c.precision) == BASELINE and c.status == "ok"}
     for case in report.cases:
-        if case.status == "ok" and case.batch in baseline:
-            case.speedup = baseline[case.batch] / case.latency["median_ms"]
+        base = baseline.get((case.batch, case.mode))
+        if case.status == "ok" and base:
+            case.speedup = (case.latency["images_per_s_of_rounds"] / base["images_per_s_of_rounds"]
+                            if case.mode == "throughput"
+                            else base["median_of_rounds_ms"] / case.latency["median_of_rounds_ms"])

@@ -95,28 +95,38 @@ def render_exports(results, as_json: bool) -> None:
 
 
 def bench_table(report) -> Table:
+    """One row per case. median ms: the median of the per-round medians; p90/p99/mean/CoV: over every timed
+    call; images/s: the median of the per-round throughputs. Throughput-mode rows time `callers` concurrent
+    calls: their latencies are per call under that load."""
     gpu = report.device != "cpu"
-    table = Table(title=f"{report.model} on {report.device}" + (f", {report.threads} threads" if report.threads else ""))
-    columns = ["backend", "precision", "batch", "median ms", "p90 ms", "p99 ms", "mean ms", "CoV %", "images/s",
-               "speedup"] + (["end-to-end median ms"] if gpu else [])
+    modes = {c.mode for c in report.cases}
+    rounds = report.settings.get("rounds", 1)
+    table = Table(title=f"{report.model} on {report.device}" + (f", {report.threads} threads" if report.threads else "")
+                  + (f", {rounds} interleaved rounds" if rounds > 1 else ""))
+    columns = (["backend", "precision", "batch"] + (["mode", "callers"] if modes != {"latency"} else [])
+               + ["median ms", "p90 ms", "p99 ms", "mean ms", "CoV %", "images/s", "speedup"]
+               + (["end-to-end median ms"] if gpu else []))
     for column in columns:
-        table.add_column(column, justify="left" if column in ("backend", "precision") else "right")
+        table.add_column(column, justify="left" if column in ("backend", "precision", "mode") else "right")
     for c in report.cases:
         if c.status != "ok":
             continue
         s = c.latency
-        row = [c.backend, c.precision, str(c.batch), f"{s['median_ms']:.2f}", f"{s['p90_ms']:.2f}",
-               f"{s['p99_ms']:.2f}", f"{s['mean_ms']:.2f}", f"{s['cov_pct']:.1f}", f"{s['images_per_s']:.1f}",
-               f"{c.speedup:.2f}x" if c.speedup else "-"]
+        row = [c.backend, c.precision, str(c.batch)] + ([c.mode, str(c.callers)] if modes != {"latency"} else [])
+        row += [f"{s['median_of_rounds_ms']:.2f}", f"{s['p90_ms']:.2f}", f"{s['p99_ms']:.2f}", f"{s['mean_ms']:.2f}",
+                f"{s['cov_pct']:.1f}", f"{s['images_per_s_of_rounds']:.1f}", f"{c.speedup:.2f}x" if c.speedup else "-"]
         if gpu:
-            row.append(f"{c.end_to_end['median_ms']:.2f}" if c.end_to_end else "-")
+            row.append(f"{c.end_to_end['median_of_rounds_ms']:.2f}" if c.end_to_end else "-")
         table.add_row(*row)
     return table
 
 
+# New columns are appended, so readers of older files keep working: median_ms stays the median over every
+# timed call; median_of_rounds_ms / images_per_s_of_rounds are the headline numbers of interleaved rounds.
 CSV_FIELDS = ("model", "device", "threads", "backend", "precision", "batch", "status", "reason", "iterations",
               "min_ms", "max_ms", "mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "cov_pct", "qps",
-              "images_per_s", "speedup", "e2e_median_ms")
+              "images_per_s", "speedup", "e2e_median_ms", "mode", "callers", "rounds", "median_of_rounds_ms",
+              "images_per_s_of_rounds")
 
 
 def bench_rows(report) -> list[dict]:
@@ -124,7 +134,8 @@ def bench_rows(report) -> list[dict]:
     for c in report.cases:
         row = {"model": report.model, "device": report.device, "threads": report.threads, "backend": c.backend,
                "precision": c.precision, "batch": c.batch, "status": c.status, "reason": c.reason,
-               "speedup": c.speedup, "e2e_median_ms": c.end_to_end["median_ms"] if c.end_to_end else None}
+               "speedup": c.speedup, "e2e_median_ms": c.end_to_end["median_of_rounds_ms"] if c.end_to_end else None,
+               "mode": c.mode, "callers": c.callers}
         row.update({k: v for k, v in (c.latency or {}).items() if k in CSV_FIELDS})
         rows.append(row)
     return rows
@@ -151,7 +162,8 @@ def write_bench_plot(report, path: str | Path) -> None:
     lines: dict[str, list[tuple[int, float]]] = {}
     for c in report.cases:
         if c.status == "ok":
-            lines.setdefault(f"{c.backend} {c.precision}", []).append((c.batch, c.latency["median_ms"]))
+            label = f"{c.backend} {c.precision}" + (f" throughput x{c.callers}" if c.mode == "throughput" else "")
+            lines.setdefault(label, []).append((c.batch, c.latency["median_of_rounds_ms"]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in sorted(lines.items()):
         points.sort()
