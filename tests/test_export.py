@@ -12,6 +12,7 @@ from cnnx.artifacts import sha256_file
 from cnnx.backends.onnxruntime import OnnxRuntimeRunner
 from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.manifest import manifest_path
+from cnnx.parity import compare
 
 LRN_MODELS = {"alexnet", "vgg11-lrn", "googlenet"}
 SLOW = {"vgg11", "vgg11-lrn", "vgg13", "vgg16-c", "vgg16", "vgg19", "resnet101", "resnet152",
@@ -51,7 +52,15 @@ def test_every_model_exports_and_passes_parity_in_every_precision(spec, tmp_path
         x = np.random.default_rng(0).standard_normal((3, *spec.input_shape)).astype(np.float32)
         three, one = runner(x), runner(x[:1])
         assert three.shape == (3, 1000) and three.dtype == np.float32
-        np.testing.assert_allclose(one, three[:1], rtol=1e-3, atol=1e-3 * np.abs(three).max())
+        if m["precision"] == "int8":
+            # ORT runs Conv/Gemm in float on dequantized weights, and those kernels are not bit-identical
+            # across batch sizes (even with graph optimizations off, one thread); a last-bit difference on a
+            # rounding boundary flips one int8 step at the next QuantizeLinear (vgg11: 50.8 dB, max_rel
+            # 2.7e-3). Same answer for int8 means: far above the 10 dB gate, same top-5.
+            same = compare(three[:1], one)
+            assert same["sqnr_db"] >= 40 and same["top5"] == 1.0, same
+        else:
+            np.testing.assert_allclose(one, three[:1], rtol=1e-3, atol=1e-3 * np.abs(three).max())
     int8 = results[2].manifest.precision_details
     assert int8["qdq"]["nonzero_zero_points"] == 0  # the TensorRT form: symmetric everywhere
     assert results[2].check.inputs["held_out"]

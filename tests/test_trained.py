@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnx.backends.openvino import OpenVinoRunner
+from cnnx.export.pipeline import artifact_name, failed_name
 from cnnx.manifest import read_manifest
 from cnnx.parity import DEFAULT_THRESHOLDS
 
@@ -46,7 +47,8 @@ def artifacts(trained_digits, tmp_path_factory):
                                     ("auto", "int8", ["--int8-target", "tensorrt", "--int8-exclude", "auto"])):
         result = cnnx(*export_args(trained_digits, root / name, "--precision", precisions, *extra))
         assert result.exit_code == 0, result.output
-        paths.update({f"int8-{name}" if p == "int8" else p: root / name / f"resnet18-{p}.onnx"
+        form = "cpu" if name == "cpu" else "tensorrt"
+        paths.update({f"int8-{name}" if p == "int8" else p: root / name / artifact_name("resnet18", p, form)
                       for p in precisions.split(",")})
     return paths
 
@@ -56,11 +58,13 @@ def evaluate(digits, *artifacts, backend="onnxruntime", eager=True) -> tuple[int
     if eager:
         args += ["--model", "resnet18", "--weights", digits.weights, "--input-size", "32", "--resize", "32"]
     result = cnnx(*args)
+    assert result.stdout, result.output
     return result.exit_code, {_key(row["name"]): row for row in json.loads(result.stdout)["rows"]}
 
 
-def _key(name: str) -> str:
-    """"eager PyTorch", or FOLDER/STEM of an artifact: every int8 artifact is named resnet18-int8.onnx."""
+def _key(name: str | Path) -> str:
+    """"eager PyTorch", or FOLDER/STEM of an artifact (the folder tells the int8 exports apart)."""
+    name = str(name)
     return name if not name.endswith(".onnx") else f"{Path(name).parent.name}/{Path(name).stem}"
 
 
@@ -77,7 +81,7 @@ def test_fp16_and_int8_keep_the_fp32_accuracy_on_onnxruntime(trained_digits, art
     assert fp32["top1"] == eager["top1"] and fp32["sqnr_db"] > 60
     assert fp16["retained"] >= 0.995 and fp16["passed"]
     for form in (*FORMS, "auto"):
-        row = rows[f"{form}/resnet18-int8"]
+        row = rows[_key(artifacts[f"int8-{form}"])]
         assert row["reference"] == "eager PyTorch" and row["retained"] >= 0.99 and row["passed"], row
     # the accuracy rescue never lowers accuracy
     assert rows["auto/resnet18-int8"]["top1"] >= rows["tensorrt/resnet18-int8"]["top1"]
@@ -106,10 +110,11 @@ def test_a_clipped_activation_range_fails_the_default_gate(trained_digits, artif
             tensor[end]["data"] = [v / 10 for v in tensor[end]["data"]]
     cache.write_text(json.dumps(ranges))
     result = cnnx(*export_args(trained_digits, tmp_path, "--precision", "int8", "--int8-target", "tensorrt"))
-    broken = tmp_path / "resnet18-int8.onnx"
+    broken = failed_name(tmp_path / "resnet18-int8.onnx")  # kept, under a name no deployment reads
+    assert not (tmp_path / "resnet18-int8.onnx").exists()
     manifest = read_manifest(broken)
     assert manifest.precision_details["calibration"]["cache"]["status"] == "cache hit"
     assert result.exit_code == 1, result.output  # the default gate
     assert not manifest.parity["passed"] and manifest.parity["thresholds"] == DEFAULT_THRESHOLDS["int8"].to_dict()
     code, rows = evaluate(trained_digits, artifacts["fp32"], broken, eager=False)
-    assert code == 1 and rows[f"{tmp_path.name}/resnet18-int8"]["retained"] < 0.99
+    assert code == 1 and rows[_key(broken)]["retained"] < 0.99
