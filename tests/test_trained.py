@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnx.backends.openvino import OpenVinoRunner
+from cnnx.cli import cli
 from cnnx.export.pipeline import artifact_name, failed_name
 from cnnx.manifest import read_manifest
 from cnnx.parity import DEFAULT_THRESHOLDS
@@ -25,8 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def cnnx(*args):
-    return CliRunner().invoke(__import__("cnnx.cli", fromlist=["cli"]).cli, [str(a) for a in args],
-                              catch_exceptions=False)
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def export_args(digits, out: Path, *extra) -> list:
@@ -42,12 +42,12 @@ def artifacts(trained_digits, tmp_path_factory):
     """fp32, fp16 and int8 in both Q/DQ forms, and int8 with the accuracy rescue (each form in its own folder)."""
     root = tmp_path_factory.mktemp("trained-artifacts")
     paths = {}
-    for name, precisions, extra in (("tensorrt", "fp32,fp16,int8", ["--int8-target", "tensorrt"]),
-                                    ("cpu", "int8", ["--int8-target", "cpu"]),
-                                    ("auto", "int8", ["--int8-target", "tensorrt", "--int8-exclude", "auto"])):
-        result = cnnx(*export_args(trained_digits, root / name, "--precision", precisions, *extra))
+    for name, precisions, form, extra in (("tensorrt", "fp32,fp16,int8", "tensorrt", []),
+                                          ("cpu", "int8", "cpu", []),
+                                          ("auto", "int8", "tensorrt", ["--int8-exclude", "auto"])):
+        result = cnnx(*export_args(trained_digits, root / name, "--precision", precisions, "--int8-target", form,
+                                   *extra))
         assert result.exit_code == 0, result.output
-        form = "cpu" if name == "cpu" else "tensorrt"
         paths.update({f"int8-{name}" if p == "int8" else p: root / name / artifact_name("resnet18", p, form)
                       for p in precisions.split(",")})
     return paths
