@@ -155,21 +155,42 @@ def _unshare_available() -> str | None:
     return None if probe.returncode == 0 else f"this machine forbids private tmpfs mounts ({probe.stderr.strip()})"
 
 
-@pytest.mark.skipif(_unshare_available() is not None, reason=str(_unshare_available()))
+def on_small_disk(folder: Path, command: str, limits: str = "size=10m") -> subprocess.CompletedProcess:
+    """Run `command` with a small tmpfs (10 MiB unless `limits` say otherwise) mounted on `folder` in a private
+    mount namespace; stdout ends with `rc=<exit code>` and then what the folder holds."""
+    folder.mkdir()
+    script = f"mount -t tmpfs -o {limits} tmpfs {folder} && {command}; echo rc=$?; ls -a {folder}"
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+
+
+needs_unshare = pytest.mark.skipif(_unshare_available() is not None, reason=str(_unshare_available()))
+
+
+@needs_unshare
 def test_a_full_disk_is_exit_2_with_the_path_and_the_room_needed(tmp_path):
-    out = tmp_path / "small"
-    out.mkdir()
-    # a 10 MiB tmpfs in a private mount namespace: no room for the 30 MiB model
-    script = (f"mount -t tmpfs -o size=10m tmpfs {out} && "
-              f"{' '.join(CLI)} export nin --out {out} --target onnx; "
-              f"echo rc=$?; ls -a {out}")
-    run = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+    out = tmp_path / "small"  # no room for the 30 MiB model
+    run = on_small_disk(out, f"{' '.join(CLI)} export nin --out {out} --target onnx")
     assert "rc=2" in run.stdout, run.stdout + run.stderr
     stderr = " ".join(run.stderr.split())
     assert "no space left on the device of" in stderr and "nin-fp32.onnx" in stderr
     assert "MiB needed" in stderr and "Traceback" not in stderr
     left = run.stdout.split("rc=2", 1)[1].split()
     assert sorted(left) == [".", "..", ".nin-fp32.onnx.lock"]  # nothing half-written
+
+
+@needs_unshare
+@pytest.mark.parametrize("limits", ["size=10m", "size=64m,nr_inodes=6"], ids=["too-small", "inodes-run-out"])
+def test_a_full_disk_under_a_triton_repository_is_exit_2_and_leaves_no_model_folder(nin_onnx, tmp_path, limits):
+    """Too small: refused before writing. Inodes run out: the space is there, the copy fails halfway (CI once
+    ran out of disk here) and the half-made folder is removed."""
+    repo = tmp_path / "repo"
+    run = on_small_disk(repo, f"{' '.join(CLI)} triton {nin_onnx} --repo {repo}", limits)
+    assert "rc=2" in run.stdout, run.stdout + run.stderr
+    stderr = " ".join(run.stderr.split())
+    assert "no space left on the device of" in stderr and "Traceback" not in stderr, stderr
+    assert "MiB needed" in stderr, stderr
+    left = run.stdout.split("rc=2", 1)[1].split()
+    assert sorted(left) == [".", ".."]  # no model folder, no hidden temporary
 
 
 def test_files_get_the_umask_permissions(run_cli, tmp_path):

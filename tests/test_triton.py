@@ -254,7 +254,7 @@ def test_a_failed_write_leaves_no_half_written_model(artifact, tmp_path, monkeyp
             raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(triton.shutil, "copyfile", copy_then_fail)
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError, match="no space left on the device"):  # exit 2, not an internal error
         triton.add_to_repository([artifact], repo)
     assert list(repo.iterdir()) == []  # neither the model folder nor its temporary folder
 
@@ -262,7 +262,7 @@ def test_a_failed_write_leaves_no_half_written_model(artifact, tmp_path, monkeyp
     monkeypatch.setattr(triton.shutil, "copyfile", real_copy)
     (model,) = triton.add_to_repository([artifact], repo, opts=triton.TritonOptions(max_batch=2))
     monkeypatch.setattr(triton.shutil, "copyfile", copy_then_fail)
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError, match="no space left on the device"):
         triton.add_to_repository([artifact], repo, force=True)
     assert [p.name for p in repo.iterdir()] == ["nin-fp32"]
     assert parse(model.config).max_batch_size == 2 and (model.path / "1" / "model.onnx").is_file()

@@ -39,17 +39,23 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
-def write_error(path: Path, exc: OSError, size: int | None = None) -> UsageError:
+def is_write_failure(exc: OSError) -> bool:
+    """A full disk or a permission problem: the user's to fix, not a defect of ours."""
+    return exc.errno in _NO_SPACE or isinstance(exc, PermissionError)
+
+
+def write_error(path: Path, exc: OSError, size: int | None = None, option: str = "--out") -> UsageError:
     """An OSError while writing `path` as the error a user can act on (exit 2): a full disk says how much room
-    is needed, a permission problem says which folder."""
+    is needed, a permission problem says which folder. `option` is the one that chooses the folder."""
     folder = path.parent
     if exc.errno in _NO_SPACE:
         need = f"{_mib(size)} needed, " if size else ""
         free = shutil.disk_usage(folder).free if folder.exists() else 0
+        why = ": out of inodes or over a quota" if size and free >= size else ""
         return UsageError(f"no space left on the device of '{folder}' while writing '{path.name}' ({need}"
-                          f"{_mib(free)} free)", "free some space or choose another folder with --out")
+                          f"{_mib(free)} free{why})", f"free some space or choose another folder with {option}")
     return UsageError(f"cannot write '{path}' ({exc.strerror or exc})",
-                      "choose another folder with --out, or fix its permissions")
+                      f"choose another folder with {option}, or fix its permissions")
 
 
 def prepare_output_dir(out_dir: str | Path) -> Path:
@@ -84,7 +90,7 @@ def scratch_path(final: Path, size: int | None = None):
     try:
         yield tmp
     except OSError as exc:
-        if exc.errno in _NO_SPACE or isinstance(exc, PermissionError):
+        if is_write_failure(exc):
             raise write_error(final, exc, size) from None
         raise
     finally:

@@ -15,6 +15,7 @@ leaves either the previous folder or nothing, never a half-written model that Tr
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shlex
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..artifacts import exchange_paths, sha256_file
+from ..artifacts import exchange_paths, is_write_failure, sha256_file, write_error
 from ..backends import BACKENDS
 from ..errors import BackendUnavailable, UsageError
 from ..manifest import (Manifest, OnnxManifest, PlanManifest, TensorSpec, class_names, manifest_path,
@@ -419,23 +420,33 @@ def _replace_folder(new: Path, final: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def _bytes_needed(plan: ModelPlan) -> int:
+    """What one model folder takes: the artifact and its manifest (config and labels are a few KiB)."""
+    return plan.artifact.stat().st_size + manifest_path(plan.artifact).stat().st_size
+
+
 def write_model(repo: Path, plan: ModelPlan, force: bool = False) -> TritonModel:
     """Write one model folder atomically (temporary folder inside `repo`, then rename or swap)."""
     final = repo / plan.name
     exists = final.exists() or final.is_symlink()
     if exists and not force:
         raise UsageError(f"model folder '{final}' already exists", "pass --force to replace it, or --name")
-    tmp = Path(tempfile.mkdtemp(dir=repo, prefix=f".{plan.name}.", suffix=".partial"))
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(dir=repo, prefix=f".{plan.name}.", suffix=".partial"))
         _fill_model_folder(tmp, plan)
         if exists:
             _replace_folder(tmp, final)
         else:
             os.rename(tmp, final)
+    except OSError as exc:
+        if is_write_failure(exc):
+            raise write_error(final, exc, _bytes_needed(plan), option="--repo") from None
+        raise
     finally:  # the failed folder, or the replaced one (which may have been a symlink)
-        if tmp.is_symlink():
+        if tmp is not None and tmp.is_symlink():
             tmp.unlink()
-        else:
+        elif tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     files = sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file())
     perf = None if plan.platform == "python" else shlex.join(
@@ -474,4 +485,8 @@ def add_to_repository(artifacts, repo: str | Path, *, name: str | None = None,
         if existing:
             raise UsageError(f"model folder {', '.join(existing)} already exists",
                              "pass --force to replace it, or choose another --name")
+    needed = sum(_bytes_needed(p) for p in plans)
+    if shutil.disk_usage(repo).free < needed:  # refuse before the first folder rather than halfway through
+        what = repo / (plans[0].name if len(plans) == 1 else f"{len(plans)} model folders")
+        raise write_error(what, OSError(errno.ENOSPC, "No space left on device"), needed, option="--repo")
     return [write_model(repo, plan, force) for plan in plans]
