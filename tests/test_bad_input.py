@@ -179,6 +179,21 @@ def test_a_full_disk_is_exit_2_with_the_path_and_the_room_needed(tmp_path):
 
 
 @needs_unshare
+def test_a_full_temporary_folder_is_named_as_the_full_one(tmp_path):
+    """int8 from an export without fp32 quantizes a temporary fp32 copy (and the quantizer keeps its own) in
+    TMPDIR: when that is the full device, the error must not blame the output folder, which has room."""
+    temp, out = tmp_path / "small-tmp", tmp_path / "out"
+    command = (f"TMPDIR={temp} {' '.join(CLI)} export nin --precision int8 --target onnx --calib-data samples "
+               f"--calib-size 8 --out {out}")
+    run = on_small_disk(temp, command)
+    assert "rc=2" in run.stdout, run.stdout + run.stderr
+    stderr = " ".join(run.stderr.split())
+    assert f"the temporary folder '{temp}' has" in stderr and "TMPDIR" in stderr, stderr
+    assert "Traceback" not in stderr
+    assert visible(out) == [] and hidden_temporaries(out) == []
+
+
+@needs_unshare
 @pytest.mark.parametrize("limits", ["size=10m", "size=64m,nr_inodes=6"], ids=["too-small", "inodes-run-out"])
 def test_a_full_disk_under_a_triton_repository_is_exit_2_and_leaves_no_model_folder(nin_onnx, tmp_path, limits):
     """Too small: refused before writing. Inodes run out: the space is there, the copy fails halfway (CI once

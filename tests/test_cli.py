@@ -1,6 +1,8 @@
 """The zoo commands: list, info, unknown names, version."""
 
 import json
+import subprocess
+import sys
 
 import cnnx
 
@@ -42,3 +44,10 @@ def test_unknown_model_exits_2_with_suggestions_and_no_traceback(run_cli):
 def test_version(run_cli):
     result = run_cli("--version")
     assert result.exit_code == 0 and cnnx.__version__ in result.output
+
+
+def test_debug_adds_the_traceback_and_keeps_the_exit_code():
+    """Scripts branch on the exit code; --debug must not turn a usage error (2) into Python's 1."""
+    run = subprocess.run([sys.executable, "-m", "cnnx", "--debug", "info", "resnet5"], capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" in run.stderr and "unknown model 'resnet5'" in run.stderr

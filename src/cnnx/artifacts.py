@@ -35,6 +35,17 @@ def file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free if folder.exists() else 0
+
+
+def _on_other_device(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_dev != b.stat().st_dev
+    except OSError:
+        return False
+
+
 def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
@@ -49,8 +60,14 @@ def write_error(path: Path, exc: OSError, size: int | None = None, option: str =
     is needed, a permission problem says which folder. `option` is the one that chooses the folder."""
     folder = path.parent
     if exc.errno in _NO_SPACE:
+        free = _free_bytes(folder)
+        temp = Path(tempfile.gettempdir())
+        if (size is None or free >= size) and _on_other_device(temp, folder) and _free_bytes(temp) < free:
+            return UsageError(f"no space left while writing '{path.name}': the temporary folder '{temp}' has "
+                              f"{_mib(_free_bytes(temp))} free ('{folder}' has {_mib(free)})",
+                              "free some space there, or set TMPDIR to a folder with room (cnnx and the "
+                              "quantizer keep temporary copies of the model there)")
         need = f"{_mib(size)} needed, " if size else ""
-        free = shutil.disk_usage(folder).free if folder.exists() else 0
         why = ": out of inodes or over a quota" if size and free >= size else ""
         return UsageError(f"no space left on the device of '{folder}' while writing '{path.name}' ({need}"
                           f"{_mib(free)} free{why})", f"free some space or choose another folder with {option}")

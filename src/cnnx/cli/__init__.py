@@ -9,6 +9,7 @@ Exit codes: 0 ok, 1 a check failed, 2 bad input or usage, 3 a required backend (
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 from rich.markup import escape
@@ -39,8 +40,10 @@ class CnnxGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except BaseException as exc:
-            if ctx.params.get("debug") or isinstance(exc, (SystemExit, GeneratorExit)):
+            if isinstance(exc, (SystemExit, GeneratorExit)):
                 raise
+            if ctx.params.get("debug"):
+                traceback.print_exc()  # and then the same message and exit code: scripts branch on the code
             label, message, hint, code = describe_failure(exc)
             report(label, message, hint)
             ctx.exit(code)
