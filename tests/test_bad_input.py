@@ -259,6 +259,25 @@ def test_printed_commands_are_quoted_and_never_wrapped(run_cli, tmp_path):
     assert next_line == f"next: cnnx check '{out}/nin-fp32.onnx'"  # one line, however long, shell-quoted
 
 
+@pytest.mark.parametrize("option", ["--junit", "--csv", "--plot"])
+def test_a_report_file_that_cannot_be_written_is_refused_before_any_work(run_cli, nin, tmp_path, option):
+    """Exit 2 naming the option, before a check or a benchmark runs (--junit under a file was exit 4)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    report = blocker / "report"
+    command = (["check", nin, option, report] if option == "--junit" else
+               ["bench", nin, "--backends", "onnxruntime", "--batch", "1", option, report])
+    result = run_cli(*command)
+    assert_refused(result, 2, f"cannot write '{report}'", option)
+    assert "checking" not in result.stderr and "measuring" not in result.stderr.lower()
+
+
+def test_a_report_file_gets_its_folder_created(run_cli, nin, tmp_path):
+    result = run_cli("check", nin, "--junit", tmp_path / "new" / "folder" / "report.xml")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "folder" / "report.xml").read_text().startswith("<?xml")
+
+
 @pytest.mark.parametrize("args, phrase", [
     (["export", "nin", "--seed", "-1"], "--seed"),
     (["bench", "nin", "--threads", "-2"], "--threads"),

@@ -88,42 +88,51 @@ def prepare_output_dir(out_dir: str | Path) -> Path:
     return out
 
 
+def prepare_output_file(path: str | Path, option: str) -> Path:
+    """Create the folder of a report file (`option` FILE) and prove it writable before any work starts: a
+    benchmark or a check of the whole zoo must not lose its report at the end."""
+    with scratch_path(Path(path), option=option):
+        pass
+    return Path(path)
+
+
 @contextlib.contextmanager
-def scratch_path(final: Path, size: int | None = None):
+def scratch_path(final: Path, size: int | None = None, option: str = "--out"):
     """Yield a hidden temporary file next to `final` (`.<name>.<random>.partial`, the pattern artifact_lock
-    cleans up after a killed run), with the umask's permissions; it is removed when the block ends. A full disk
-    or a permission problem becomes a UsageError naming the path (and, when `size` says how big the file
-    will be, the room needed)."""
+    cleans up after a killed run), with the umask's permissions, creating `final`'s folder if missing; it is
+    removed when the block ends. A full disk or a permission problem becomes a UsageError naming the path (and,
+    when `size` says how big the file will be, the room needed) and `option`, the one that chose the path."""
     final = Path(final)
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
         if size is not None and shutil.disk_usage(final.parent).free < size:
             raise OSError(errno.ENOSPC, "No space left on device")
         fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
         os.fchmod(fd, file_mode())
         os.close(fd)
     except OSError as exc:
-        raise write_error(final, exc, size) from None
+        raise write_error(final, exc, size, option) from None
     tmp = Path(tmp_name)
     try:
         yield tmp
     except OSError as exc:
         if is_write_failure(exc):
-            raise write_error(final, exc, size) from None
+            raise write_error(final, exc, size, option) from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path, size: int | None = None):
+def atomic_path(final: Path, size: int | None = None, option: str = "--out"):
     """Yield a temporary path next to `final`; rename it into place only if the block succeeds. An
     interrupted or failed write leaves no file under the final name (see scratch_path for the rest)."""
-    with scratch_path(final, size) as tmp:
+    with scratch_path(final, size, option) as tmp:
         yield tmp
         try:
             os.replace(tmp, final)
         except OSError as exc:
-            raise write_error(Path(final), exc, size) from None
+            raise write_error(Path(final), exc, size, option) from None
 
 
 @contextlib.contextmanager

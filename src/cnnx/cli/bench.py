@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..artifacts import prepare_output_file
 from ..backends import MODES, PRECISIONS
 from ..backends import names as backend_names
 from ..errors import BackendUnavailable
@@ -53,6 +54,9 @@ def bench_cmd(target, backends, precision, batch, threads, mode, warmup_ms, dura
     precisions = parse_list(precision.lower(), PRECISIONS, "precision")
     modes = parse_list(mode.lower(), MODES, "mode")
     batches = parse_batches(batch)
+    for path, option in ((csv_path, "--csv"), (plot_path, "--plot")):
+        if path:
+            prepare_output_file(path, option)
     if device == "cuda":
         import torch
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..artifacts import prepare_output_file
 from ..backends import names as backend_names
 from ..errors import CheckFailed, UsageError
 from .common import (SEED, StageProgress, console, emit_json, head_options, json_option, parse_precisions,
@@ -122,6 +123,8 @@ def check_cmd(targets, check_all, precision, images, weights, pretrained, backen
 
         image_files(images)  # a bad folder fails before any export
     precisions = parse_precisions(False, precision)
+    if junit:
+        prepare_output_file(junit, "--junit")
     results = []
     with StageProgress(not as_json) as progress, tempfile.TemporaryDirectory(prefix="cnnx-check-") as tmp:
         for f in files:

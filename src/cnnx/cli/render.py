@@ -51,9 +51,7 @@ def write_junit(results: list[CheckResult], path: str | Path) -> None:
             failure = ET.SubElement(case, "failure", message="; ".join(r.failures))
             failure.text = f"{r.precision} artifact on {r.backend}: {metrics}"
         ET.SubElement(case, "system-out").text = metrics
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with atomic_path(Path(path), option="--junit") as tmp:
         ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
 
 
@@ -144,7 +142,7 @@ def bench_rows(report) -> list[dict]:
 def write_bench_csv(report, path: str | Path) -> None:
     import csv
 
-    with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="") as f:
+    with atomic_path(Path(path), option="--csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(bench_rows(report))
@@ -178,7 +176,7 @@ def write_bench_plot(report, path: str | Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
+    with atomic_path(Path(path), option="--plot") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
 
