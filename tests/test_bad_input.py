@@ -204,8 +204,10 @@ def test_a_full_disk_under_a_triton_repository_is_exit_2_and_leaves_no_model_fol
     stderr = " ".join(run.stderr.split())
     assert "no space left on the device of" in stderr and "Traceback" not in stderr, stderr
     assert "MiB needed" in stderr, stderr
-    left = run.stdout.split("rc=2", 1)[1].split()
-    assert sorted(left) == [".", ".."]  # no model folder, no hidden temporary
+    left = set(run.stdout.split("rc=2", 1)[1].split()) - {".", ".."}
+    # a repository that is a mount point is its own staging folder: at most its lock file (Triton ignores
+    # files), never a folder
+    assert left <= {".repo.cnnx-triton.lock"}, left
 
 
 def test_files_get_the_umask_permissions(run_cli, tmp_path):

@@ -290,3 +290,34 @@ def test_invalid_config_text_is_rejected_by_the_schema():
         triton.parse_config('name: "x"\nmax_batch_size: 8\nno_such_field: 1\n')
     with pytest.raises(UsageError, match="ModelConfig"):
         triton.parse_config('name: "x"\ninstance_group [ { kind: KIND_TPU } ]\n')
+
+
+def test_a_model_folder_is_assembled_outside_the_repository(artifact, tmp_path, monkeypatch):
+    """Triton takes every subfolder of a repository for a model, hidden ones too: a half-written folder that a
+    killed run leaves there fails the next server start ("Poll failed for model directory", seen on the real
+    2.51 server). While cnnx writes, the repository holds finished model folders only."""
+    repo = tmp_path / "repo"
+    seen_while_writing = []
+    real_fill = triton._fill_model_folder
+
+    def fill_and_look(folder, plan):
+        real_fill(folder, plan)
+        seen_while_writing.append(sorted(p.name for p in repo.iterdir() if p.is_dir()))
+
+    monkeypatch.setattr(triton, "_fill_model_folder", fill_and_look)
+    triton.add_to_repository([artifact], repo)
+    triton.add_to_repository([artifact], repo, force=True)  # a replacement too
+    assert seen_while_writing == [[], ["nin-fp32"]]
+    assert sorted(p.name for p in repo.iterdir()) == ["nin-fp32"]
+
+
+def test_what_a_killed_run_left_is_removed_by_the_next(artifact, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    staging = triton.staging_folder(repo)
+    assert staging == tmp_path  # beside the repository, on its file system
+    left = staging / ".repo.cnnx-triton.nin-fp32.k1ll3d.partial"  # SIGKILL skips every cleanup
+    (left / "1").mkdir(parents=True)
+    triton.add_to_repository([artifact], repo)
+    assert not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["repo"]

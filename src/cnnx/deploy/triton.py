@@ -15,7 +15,10 @@ leaves either the previous folder or nothing, never a half-written model that Tr
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import glob
 import os
 import re
 import shlex
@@ -408,7 +411,7 @@ def _replace_folder(new: Path, final: Path) -> None:
     vanish; elsewhere it is two renames with a moment in between. `new` then holds the old folder."""
     if exchange_paths(new, final):
         return
-    aside = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
+    aside = Path(tempfile.mkdtemp(dir=new.parent, prefix=f"{new.name}.", suffix=".old"))  # off the repository
     os.replace(final, aside / final.name)
     try:
         os.rename(new, final)
@@ -425,15 +428,53 @@ def _bytes_needed(plan: ModelPlan) -> int:
     return plan.artifact.stat().st_size + manifest_path(plan.artifact).stat().st_size
 
 
-def write_model(repo: Path, plan: ModelPlan, force: bool = False) -> TritonModel:
-    """Write one model folder atomically (temporary folder inside `repo`, then rename or swap)."""
+def staging_folder(repo: Path) -> Path:
+    """Where model folders are assembled before one rename puts them into `repo`. Triton takes every subfolder
+    of a repository for a model, hidden ones included: a half-written one logs "Poll failed for model directory"
+    and stops a server started with the default --exit-on-error. So they are assembled beside the repository,
+    unless that is another file system (a repository is often a mount point) or not writable: then inside it."""
+    repo = repo.absolute()
+    parent = repo.parent
+    if parent != repo and os.access(parent, os.W_OK) and parent.stat().st_dev == repo.stat().st_dev:
+        return parent
+    return repo
+
+
+def _staging_prefix(repo: Path) -> str:
+    return f".{repo.absolute().name}.cnnx-triton."
+
+
+@contextlib.contextmanager
+def repository_lock(repo: Path):
+    """One `cnnx triton` at a time per repository; under the lock, folders that a killed run left in the staging
+    folder are removed (no live writer owns them). The lock is a file, which Triton ignores."""
+    staging = staging_folder(repo)
+    prefix = _staging_prefix(repo)
+    try:
+        fd = os.open(staging / f"{prefix}lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise write_error(staging / f"{prefix}lock", exc, option="--repo") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for stale in staging.glob(glob.escape(prefix) + "*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
+        yield staging
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def write_model(repo: Path, plan: ModelPlan, force: bool = False, staging: Path | None = None) -> TritonModel:
+    """Write one model folder atomically: assembled in `staging` (see staging_folder), then renamed or swapped
+    into `repo`."""
     final = repo / plan.name
     exists = final.exists() or final.is_symlink()
     if exists and not force:
         raise UsageError(f"model folder '{final}' already exists", "pass --force to replace it, or --name")
     tmp = None
     try:
-        tmp = Path(tempfile.mkdtemp(dir=repo, prefix=f".{plan.name}.", suffix=".partial"))
+        tmp = Path(tempfile.mkdtemp(dir=staging or staging_folder(repo), prefix=f"{_staging_prefix(repo)}{plan.name}.",
+                                    suffix=".partial"))
         _fill_model_folder(tmp, plan)
         if exists:
             _replace_folder(tmp, final)
@@ -489,4 +530,5 @@ def add_to_repository(artifacts, repo: str | Path, *, name: str | None = None,
     if shutil.disk_usage(repo).free < needed:  # refuse before the first folder rather than halfway through
         what = repo / (plans[0].name if len(plans) == 1 else f"{len(plans)} model folders")
         raise write_error(what, OSError(errno.ENOSPC, "No space left on device"), needed, option="--repo")
-    return [write_model(repo, plan, force) for plan in plans]
+    with repository_lock(repo) as staging:
+        return [write_model(repo, plan, force, staging) for plan in plans]
