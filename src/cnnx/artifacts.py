@@ -136,26 +136,33 @@ def atomic_path(final: Path, size: int | None = None, option: str = "--out"):
 
 
 @contextlib.contextmanager
-def artifact_lock(final: Path):
-    """Hold an exclusive lock on one artifact (its file and its manifest) across processes, so that concurrent
-    runs writing the same artifact take turns and each leaves a consistent pair. While the lock is held, hidden
-    temporaries of this artifact left by a killed run (SIGKILL skips every cleanup) are removed: no live
-    writer can own them. The lock file itself (`.<name>.lock`) stays, empty."""
-    final = Path(final)
-    lock_file = final.parent / f".{final.name}.lock"
+def exclusive_lock(lock_file: Path, stale: str, option: str = "--out"):
+    """Hold an exclusive lock (`lock_file`, which stays, empty) across processes; while it is held, remove what
+    the glob pattern `stale` matches: temporaries a killed run left (SIGKILL skips every cleanup), which no live
+    writer can own."""
     try:
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, file_mode())
     except OSError as exc:
-        raise write_error(lock_file, exc) from None
+        raise write_error(lock_file, exc, option=option) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        pattern = glob.escape(str(final.parent / f".{final.stem}")) + ".*.partial"
-        for stale in glob.glob(pattern):
-            Path(stale).unlink(missing_ok=True)
+        for leftover in map(Path, glob.glob(stale)):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def artifact_lock(final: Path):
+    """Lock one artifact (its file and its manifest), so that concurrent runs writing it take turns and each
+    leaves a consistent pair; its hidden temporaries from a killed run are removed (`.<name>.lock` stays)."""
+    final = Path(final)
+    return exclusive_lock(final.parent / f".{final.name}.lock",
+                          glob.escape(str(final.parent / f".{final.stem}")) + ".*.partial")
 
 
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>

@@ -9,15 +9,15 @@
     REPO/<name>/1/model.py            only for the python kind (--python): triton_python_model.py, which runs
                                       the artifact with cnnx.load and also takes encoded image files
 
-Each model folder is built in a hidden temporary folder inside REPO and renamed into place, so a failure
-leaves either the previous folder or nothing, never a half-written model that Triton would try to load.
+Each model folder is built in a hidden temporary folder beside REPO (see staging_folder) and renamed into
+place, so a failure leaves either the previous folder or nothing, never a half-written model that Triton would
+try to load.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import glob
 import os
 import re
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..artifacts import exchange_paths, is_write_failure, sha256_file, write_error
+from ..artifacts import exchange_paths, exclusive_lock, is_write_failure, sha256_file, write_error
 from ..backends import BACKENDS
 from ..errors import BackendUnavailable, UsageError
 from ..manifest import (Manifest, OnnxManifest, PlanManifest, TensorSpec, class_names, manifest_path,
@@ -446,22 +446,11 @@ def _staging_prefix(repo: Path) -> str:
 
 @contextlib.contextmanager
 def repository_lock(repo: Path):
-    """One `cnnx triton` at a time per repository; under the lock, folders that a killed run left in the staging
-    folder are removed (no live writer owns them). The lock is a file, which Triton ignores."""
-    staging = staging_folder(repo)
-    prefix = _staging_prefix(repo)
-    try:
-        fd = os.open(staging / f"{prefix}lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise write_error(staging / f"{prefix}lock", exc, option="--repo") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        for stale in staging.glob(glob.escape(prefix) + "*.partial"):
-            shutil.rmtree(stale, ignore_errors=True)
+    """One `cnnx triton` at a time per repository, removing the folders a killed run left in the staging folder;
+    yields that folder. The lock is a file, which Triton ignores."""
+    staging, prefix = staging_folder(repo), _staging_prefix(repo)
+    with exclusive_lock(staging / f"{prefix}lock", glob.escape(str(staging / prefix)) + "*.partial", "--repo"):
         yield staging
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def write_model(repo: Path, plan: ModelPlan, force: bool = False, staging: Path | None = None) -> TritonModel:
@@ -473,8 +462,8 @@ def write_model(repo: Path, plan: ModelPlan, force: bool = False, staging: Path 
         raise UsageError(f"model folder '{final}' already exists", "pass --force to replace it, or --name")
     tmp = None
     try:
-        tmp = Path(tempfile.mkdtemp(dir=staging or staging_folder(repo), prefix=f"{_staging_prefix(repo)}{plan.name}.",
-                                    suffix=".partial"))
+        prefix = f"{_staging_prefix(repo)}{plan.name}."
+        tmp = Path(tempfile.mkdtemp(dir=staging or staging_folder(repo), prefix=prefix, suffix=".partial"))
         _fill_model_folder(tmp, plan)
         if exists:
             _replace_folder(tmp, final)
