@@ -453,9 +453,9 @@ def repository_lock(repo: Path):
         yield staging
 
 
-def write_model(repo: Path, plan: ModelPlan, force: bool = False, staging: Path | None = None) -> TritonModel:
-    """Write one model folder atomically: assembled in `staging` (see staging_folder), then renamed or swapped
-    into `repo`."""
+def write_model(repo: Path, plan: ModelPlan, force: bool, staging: Path) -> TritonModel:
+    """Write one model folder atomically: assembled in `staging` (held by repository_lock), then renamed or
+    swapped into `repo`."""
     final = repo / plan.name
     exists = final.exists() or final.is_symlink()
     if exists and not force:
@@ -463,7 +463,7 @@ def write_model(repo: Path, plan: ModelPlan, force: bool = False, staging: Path 
     tmp = None
     try:
         prefix = f"{_staging_prefix(repo)}{plan.name}."
-        tmp = Path(tempfile.mkdtemp(dir=staging or staging_folder(repo), prefix=prefix, suffix=".partial"))
+        tmp = Path(tempfile.mkdtemp(dir=staging, prefix=prefix, suffix=".partial"))
         _fill_model_folder(tmp, plan)
         if exists:
             _replace_folder(tmp, final)
