@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 from cnnx import parity
 from cnnx.cli.render import parity_table
 from cnnx.export.pipeline import ExportOptions, export_model
+from cnnx.hold import HOLD_ENV
 from cnnx.manifest import manifest_path
 
 CLI = [sys.executable, "-m", "cnnx"]
@@ -96,29 +96,27 @@ def test_passing_the_manifest_instead_of_the_artifact_says_which_file(run_cli, n
 # --- 4. failure states: Ctrl-C, SIGKILL, a full disk ------------------------------------------------------------
 
 class Export:
-    """`cnnx export nin ...` in a child process, its progress lines (stderr) read as they come."""
+    """`cnnx export nin ...` in a child process held at a named point (cnnx/hold.py), so that a signal sent
+    once it says it is holding always arrives at that point, however fast or loaded the machine is."""
 
-    def __init__(self, out: Path, *args: str):
+    def __init__(self, out: Path, hold_at: str, *args: str):
+        self.hold_at = hold_at
         self.process = subprocess.Popen([*CLI, "export", "nin", "--out", str(out), "--target", "onnx", *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, HOLD_ENV: hold_at})
         self.lines: list[str] = []
 
-    def wait_for(self, stage: str, folder: Path | None = None, timeout: float = 300) -> None:
-        """Read progress until a line contains `stage` (and, with `folder`, until a hidden temporary exists)."""
-        deadline = time.monotonic() + timeout
-        while not any(stage in line for line in self.lines):
+    def wait_until_held(self) -> None:
+        """Read stderr until the export announces it is holding (it waits there for the signal)."""
+        while not any(f"holding at {self.hold_at}" in line for line in self.lines):
             line = self.process.stderr.readline()
-            assert line or self.process.poll() is None, "".join(self.lines)
+            assert line, f"the export ended without reaching {self.hold_at}: {''.join(self.lines)}"
             self.lines.append(line)
-            assert time.monotonic() < deadline, f"the export never reached '{stage}'"
-        while folder is not None and not hidden_temporaries(folder):
-            assert self.process.poll() is None and time.monotonic() < deadline, "".join(self.lines)
-            time.sleep(0.02)
 
 
 def test_ctrl_c_exits_130_and_leaves_nothing_half_written(tmp_path):
-    export = Export(tmp_path, "--precision", "fp32,fp16")
-    export.wait_for("checking nin-fp16.onnx")  # fp32 is written; fp16 exists only in memory
+    export = Export(tmp_path, "check_fp16", "--precision", "fp32,fp16")
+    export.wait_until_held()  # fp32 is written; fp16 exists only in memory
     export.process.send_signal(signal.SIGINT)
     _, stderr = export.process.communicate(timeout=120)
     assert export.process.returncode == 130, stderr
@@ -133,8 +131,8 @@ def run_cli_check(artifact: Path) -> int:
 
 
 def test_sigkill_leaves_no_loadable_half_and_the_next_run_cleans_up(run_cli, tmp_path):
-    export = Export(tmp_path, "--precision", "int8", "--calib-data", "samples", "--calib-size", "8")
-    export.wait_for("quantizing to int8", folder=tmp_path)  # the quantizer is writing its temporary file
+    export = Export(tmp_path, "int8_written", "--precision", "int8", "--calib-data", "samples", "--calib-size", "8")
+    export.wait_until_held()  # the quantizer has written its temporary file, not yet checked or renamed
     export.process.kill()
     export.process.wait(timeout=60)
     assert hidden_temporaries(tmp_path), "SIGKILL skips every cleanup: its temporaries stay behind"
@@ -349,7 +347,7 @@ def test_both_int8_forms_are_kept_side_by_side(run_cli, tmp_path):
 
 def test_a_damaged_or_foreign_calibration_cache_is_rebuilt(tmp_path):
     options = ExportOptions("nin", precisions=("int8",), out_dir=tmp_path, calib_data="samples", calib_size=8,
-                            target="onnx")
+                            target="onnx", force=True)  # force: the artifact itself is up to date
     [first] = export_model(options)
     cache = Path(first.manifest.precision_details["calibration"]["cache"]["path"])
     real = json.loads(cache.read_text())

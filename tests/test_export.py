@@ -230,3 +230,26 @@ def test_fp16_keeps_overflowing_activations_in_fp32(tmp_path):
     assert kept and all("near the fp16 limit" in k["reason"] for k in kept)
     assert fp16.check.metrics["nonfinite"] == 0 and fp16.passed, fp16.check.failures
     assert fp16.check.metrics["max_abs"] > 1.0  # logits really are large: ~1e5 scale
+
+
+def test_a_wrong_simplification_fails_the_check_and_the_unsimplified_graph_is_used(tmp_path, monkeypatch):
+    """Simplification is judged by the artifact's parity check (no extra validation run): an onnxsim that
+    rewrites a weight wrongly gives a failing artifact, which is made again from the unsimplified graph."""
+    import onnxsim
+    from onnx import numpy_helper
+
+    real_simplify = onnxsim.simplify
+
+    def wrong_simplify(proto, **kw):
+        simplified, ok = real_simplify(proto, **kw)
+        conv = next(n for n in simplified.graph.node if n.op_type == "Conv")
+        weight = next(i for i in simplified.graph.initializer if i.name == conv.input[1])
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 0.5, weight.name))
+        return simplified, ok
+
+    monkeypatch.setattr(onnxsim, "simplify", wrong_simplify)
+    [result] = export_model(ExportOptions("nin", out_dir=tmp_path, target="onnx"))
+    assert result.passed and result.path.name == "nin-fp32.onnx"
+    assert not result.manifest.simplify["applied"]
+    assert "failed its parity check" in result.manifest.simplify["rejected"]
+    assert "export_again" in result.manifest.timings_s

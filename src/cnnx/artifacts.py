@@ -198,6 +198,19 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+HOME_ENV = "CNNX_HOME"
+
+
+def cache_home() -> Path:
+    """cnnx's cache folder (published weights, exports made by `check MODEL`): $CNNX_HOME, else the XDG cache
+    folder's cnnx."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # the XDG spec ignores relative paths
+    return base / "cnnx"
+
+
 def tool_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for package in ("cnnx", "torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "openvino", "tensorrt"):

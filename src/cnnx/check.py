@@ -14,7 +14,7 @@ from . import parity
 from .backends import artifact_runner
 from .backends.base import Runner
 from .backends.torch import TorchRunner
-from .data import image_files, load_image, preprocess, sample_images, sample_split
+from .data import image_files, load_tensor, sample_images, sample_split
 from .errors import UsageError
 from .manifest import OnnxManifest, read_manifest
 from .models.registry import ModelSpec, get_spec
@@ -22,6 +22,7 @@ from .weights import create_model, recorded_weights
 
 RANDOM_INPUTS = 2  # besides the photos: random inputs reach value ranges photos do not
 CHECK_BATCH = 16  # inputs per inference: memory stays flat however many photos --images holds
+HELD_INPUTS = 64  # a check of at most this many inputs decodes them once (38 MB at 224x224)
 
 
 @dataclass
@@ -45,9 +46,10 @@ class CheckResult:
 
 @dataclass
 class CheckData:
-    """The inputs of a parity check, produced batch by batch (at most CHECK_BATCH at a time, decoded again for
-    each artifact rather than held in memory), and the eager fp32 outputs they are judged against (computed
-    once, shared by every artifact of a model)."""
+    """The inputs of a parity check, produced batch by batch (at most CHECK_BATCH at a time), and the eager fp32
+    outputs they are judged against (computed once, shared by every artifact of a model). Up to HELD_INPUTS
+    inputs are decoded once and held; a larger --images folder is decoded again for each artifact, so memory
+    stays flat however many photos it has."""
 
     batches: Callable[[], Iterator[np.ndarray]]  # a fresh iterator over the input batches, in order
     expected: np.ndarray  # the eager logits, one row per input
@@ -63,6 +65,7 @@ class CheckData:
                    described)
 
 
+
 def check_data(model: nn.Module, spec: ModelSpec, images: str | Path | None = None, seed: int = 0,
                photos: list[Path] | None = None, random_inputs: int = RANDOM_INPUTS) -> CheckData:
     """Real photos with the model's preprocessing (a folder, the given photos, or the shipped samples),
@@ -73,9 +76,12 @@ def check_data(model: nn.Module, spec: ModelSpec, images: str | Path | None = No
 
     def batches() -> Iterator[np.ndarray]:
         for start in range(0, len(items), CHECK_BATCH):
-            yield np.stack([preprocess(load_image(item), spec.preprocess) if isinstance(item, Path) else item
+            yield np.stack([load_tensor(item, spec.preprocess) if isinstance(item, Path) else item
                             for item in items[start:start + CHECK_BATCH]])
 
+    if len(items) <= HELD_INPUTS:  # decoded once, for the eager run and every artifact's check
+        held = np.concatenate(list(batches()))
+        batches = lambda: (held[i:i + CHECK_BATCH] for i in range(0, len(held), CHECK_BATCH))  # noqa: E731
     eager = TorchRunner(model)
     source = str(images) if images is not None else "cnnx sample photos"
     return CheckData(batches, np.concatenate([eager(batch) for batch in batches()]),

@@ -137,6 +137,7 @@ class OnnxManifest(_Manifest):
     timings_s: dict = field(default_factory=dict)
     parity: dict | None = None  # the check against eager PyTorch, when one ran
     labels: list | None = None  # class names by index (export --labels); None: see class_names()
+    export_key: str | None = None  # what the artifact was made from (export/reuse.py): the same key is reused
 
     @property
     def num_classes(self) -> int:

@@ -8,7 +8,6 @@ of the per-round medians (bench/timing.py). Latency mode: one caller. Throughput
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -110,29 +109,19 @@ class Workload:
         return self._inputs[batch]
 
     def prepare_artifacts(self, precisions) -> None:
-        """Find or make the ONNX files the ONNX backends need: one already in the output folder made from
-        the same weights is reused; the missing precisions are exported (parity-checked) in one go."""
+        """Find or make the ONNX files the ONNX backends need: export_model reuses an up-to-date artifact in the
+        output folder (export/reuse.py) and exports (parity-checked) the missing precisions in one go."""
         if self.fixed_artifact:
             return
-        from ..export.pipeline import ExportOptions, artifact_name, export_model
+        from ..export.pipeline import ExportOptions, export_model
 
         # int8 in the Q/DQ form of the device: TensorRT's symmetric form on GPU, ONNX Runtime's fast form on CPU
         int8_target = "cpu" if self.device == "cpu" else "tensorrt"
-        missing = []
-        for precision in dict.fromkeys("fp32" if p == "bf16" else p for p in precisions):
-            path = self.out_dir / artifact_name(self.spec.name, precision, int8_target)
-            with contextlib.suppress(UsageError):
-                manifest = read_manifest(path, OnnxManifest) if path.is_file() else None
-                if manifest and manifest.weights == self.weights and (
-                        precision != "int8" or manifest.precision_details.get("target") == int8_target):
-                    self.artifacts[precision] = path
-                    continue
-            missing.append(precision)
-        if missing:
-            options = ExportOptions(self.spec.name, precisions=tuple(missing), out_dir=self.out_dir, target="onnx",
-                                    int8_target=int8_target, **self.export_kwargs)
-            for result in export_model(options, progress=self.progress):
-                self.artifacts[result.manifest.precision] = result.path
+        needed = tuple(dict.fromkeys("fp32" if p == "bf16" else p for p in precisions))
+        options = ExportOptions(self.spec.name, precisions=needed, out_dir=self.out_dir, target="onnx",
+                                int8_target=int8_target, **self.export_kwargs)
+        for result in export_model(options, progress=self.progress):
+            self.artifacts[result.manifest.precision] = result.path
 
     def artifact(self, precision: str) -> Path:
         if precision in self.extra_artifacts:

@@ -42,6 +42,9 @@ from .common import (SEED, StageProgress, console, emit_json, head_options, json
 @click.option("--int8-exclude", default=None,
               help="'auto' (keep the most harmful layers in float until 30 dB SQNR) or NODE,NODE,...")
 @click.option("--recalibrate", is_flag=True, help="Ignore the calibration cache.")
+@click.option("--force", is_flag=True,
+              help="Export again even when the output folder holds an up-to-date artifact (same model, weights, "
+                   "options and tool versions), which is otherwise reused.")
 @click.option("--target", type=click.Choice(["auto", "tensorrt", "onnx"]), default="auto", show_default=True,
               help="auto: also build a TensorRT engine when TensorRT and a GPU are usable; tensorrt: require it.")
 @click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True, help="TensorRT profile's largest batch.")
@@ -49,7 +52,7 @@ from .common import (SEED, StageProgress, console, emit_json, head_options, json
 @threshold_options
 def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, input_size, resize, labels, out_dir,
                opset, no_simplify, no_check, images, int8_flag, calib_data, calib_size, calib_method, int8_target,
-               int8_exclude, recalibrate, target, max_batch, as_json, **limits) -> None:
+               int8_exclude, recalibrate, force, target, max_batch, as_json, **limits) -> None:
     """Export MODEL to ONNX (dynamic batch), simplified, in fp32/fp16/int8, with a parity check, and a
     TensorRT engine where TensorRT and a GPU are usable."""
     from ..export.pipeline import ExportOptions, export_model
@@ -64,7 +67,7 @@ def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, in
         simplify=not no_simplify, check=not no_check, images=images,
         thresholds={p: thresholds_from(limits, p) for p in precisions}, calib_data=calib_data,
         calib_size=calib_size, calib_method=calib_method, int8_target=int8_target, int8_exclude=exclude,
-        recalibrate=recalibrate, target=target, max_batch=max_batch)
+        recalibrate=recalibrate, target=target, max_batch=max_batch, force=force)
     with StageProgress(not as_json) as progress:
         results = export_model(options, progress)
     from .render import render_exports
@@ -96,9 +99,9 @@ def check_cmd(targets, check_all, precision, images, weights, pretrained, backen
 
     --pretrained exports MODEL names with their published weights (with --all: every model that has them).
     Exit 0 when every artifact passes, 1 when one fails its thresholds."""
-    import tempfile
     from pathlib import Path
 
+    from ..artifacts import cache_home
     from ..check import check_artifact
     from ..export import int8
     from ..export.pipeline import ExportOptions, export_model
@@ -126,7 +129,9 @@ def check_cmd(targets, check_all, precision, images, weights, pretrained, backen
     if junit:
         prepare_output_file(junit, "--junit")
     results = []
-    with StageProgress(not as_json) as progress, tempfile.TemporaryDirectory(prefix="cnnx-check-") as tmp:
+    # MODEL names are exported into cnnx's cache, so that checking them again reuses the export (export/reuse.py)
+    exports = cache_home() / "exports"
+    with StageProgress(not as_json) as progress:
         for f in files:
             progress(f"checking {f}")
             file_precision = read_manifest(f, OnnxManifest).precision
@@ -134,7 +139,7 @@ def check_cmd(targets, check_all, precision, images, weights, pretrained, backen
                                           thresholds=thresholds_from(limits, file_precision), progress=progress))
         for name in names:  # int8 variants of MODEL names are calibrated on the shipped photos
             on_ort = backend == "onnxruntime"
-            options = ExportOptions(name, precisions=precisions, out_dir=tmp, images=images, check=on_ort,
+            options = ExportOptions(name, precisions=precisions, out_dir=exports, images=images, check=on_ort,
                                     weights=weights, pretrained=pretrained,
                                     thresholds={p: thresholds_from(limits, p) for p in precisions},
                                     calib_data="samples" if "int8" in precisions else None, target="onnx",

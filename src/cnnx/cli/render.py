@@ -90,6 +90,15 @@ def render_exports(results, as_json: bool) -> None:
     if weights.get("source") == "pretrained":
         say(f"weights: {weights['publisher']} {weights['name']} ({weights['file_name']}, sha256 {weights['sha256']})")
     say(f"next: {shlex.join(['cnnx', 'check', *(str(r.path) for r in results)])}")
+    if results:
+        say(stage_times(results[-1].manifest.timings_s))
+
+
+def stage_times(timings: dict[str, float]) -> str:
+    """Where an export's time went, largest stage first (the last manifest holds every stage's time)."""
+    stages = sorted(timings.items(), key=lambda kv: -kv[1])
+    return (f"time: {sum(timings.values()):.1f} s: "
+            + ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in stages))
 
 
 def bench_table(report) -> Table:

@@ -30,17 +30,20 @@ def lrn_nodes(exported: onnx.ModelProto) -> list[str]:
 
 def activation_peaks(proto: onnx.ModelProto, batch: np.ndarray) -> dict[str, float]:
     """max |value| of every float tensor computed by the graph, over the images of `batch`."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(proto)
-    typed = probe if probe.graph.value_info else onnx.shape_inference.infer_shapes(probe)  # onnxsim keeps types
+    typed = proto if proto.graph.value_info else onnx.shape_inference.infer_shapes(proto)  # onnxsim keeps types
     float_types = {vi.name for vi in (*typed.graph.value_info, *typed.graph.output)
                    if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
-    existing = {o.name for o in probe.graph.output}
-    names = [out for node in probe.graph.node for out in node.output if out in float_types]
-    for name in names:
-        if name not in existing:
-            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    session = OnnxRuntimeRunner(probe.SerializeToString()).session
+    existing = {o.name for o in proto.graph.output}
+    added = [onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)
+             for node in proto.graph.node for out in node.output if out in float_types and out not in existing]
+    # Every intermediate becomes an output for one serialization, then the graph is as it was: no copy of it.
+    proto.graph.output.extend(added)
+    try:
+        payload = proto.SerializeToString()
+    finally:
+        del proto.graph.output[len(proto.graph.output) - len(added):]
+    session = OnnxRuntimeRunner(payload).session
+    del payload
     output_names = [o.name for o in session.get_outputs()]
     peaks = dict.fromkeys(output_names, 0.0)
     for image in batch:  # one at a time: all intermediates of a VGG at batch 10 would need gigabytes

@@ -333,9 +333,10 @@ def check_exclude(fp32: onnx.ModelProto, exclude: list[str]) -> None:
 def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib: CalibrationSet,
                holdout_expected: np.ndarray, method: str, target: str, exclude, cache_dir: Path,
                key_parts: dict, recalibrate: bool = False, input_name: str = "images",
-               target_sqnr_db: float = TARGET_SQNR_DB, progress=lambda stage: None) -> dict:
+               target_sqnr_db: float = TARGET_SQNR_DB, progress=lambda stage: None) -> tuple[dict, onnx.ModelProto]:
     """Calibrate (or reuse the cache), quantize `fp32_path` into `out_path`, rescue if asked; returns the
-    manifest's precision details (calibration, Q/DQ form, float layers, held-out accuracy, timings)."""
+    manifest's precision details (calibration, Q/DQ form, float layers, timings; the held-out accuracy is
+    filled in by record_accuracy) and the quantized graph."""
     timings = {}
     parts = {"format": CACHE_FORMAT, **key_parts, "calibration_sha256": calib.sha256, "method": method,
              "target": target, "calib_size": len(calib.tensors)}
@@ -419,12 +420,6 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
     progress(f"quantizing ({target} Q/DQ form)")
     quantize(fp32_path, out_path, cache_path, method, target, exclude_list)
     timings["quantize" if exclude != "auto" else "rescue_and_quantize"] = round(time.perf_counter() - start, 3)
-    start = time.perf_counter()
-    after = holdout_metrics(out_path)
-    timings["holdout_eval"] = round(time.perf_counter() - start, 3)
-    if rescue is not None:
-        rescue.update(sqnr_after_db=after["sqnr_db"],
-                      met_target=after["sqnr_db"] is not None and after["sqnr_db"] >= target_sqnr_db)
     quantized = onnx.load(str(out_path))
     float_macs = sum(macs.get(n, 0) for n in exclude_list)
     q = target_options(target)
@@ -446,7 +441,17 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
                          "nodes": exclude_list, "count": len(exclude_list),
                          "quantizable_layers": len(macs), "float_mac_share": float_macs / total_macs},
         "rescue": rescue,
-        "accuracy": {"vs": "eager PyTorch fp32", "inputs": "held-out photos", **after},
+        "accuracy": None,  # record_accuracy: the export's parity check of these bytes measures it
         "qdq": qdq_summary(quantized),
         "timings_s": timings,
-    }
+    }, quantized
+
+
+def record_accuracy(details: dict, held_out: dict) -> None:
+    """Fill in the held-out accuracy (parity metrics against eager fp32) of an artifact build_int8 made, and
+    whether its rescue met the target."""
+    details["accuracy"] = {"vs": "eager PyTorch fp32", "inputs": "held-out photos", **held_out}
+    rescue = details.get("rescue")
+    if rescue is not None:
+        sqnr = held_out["sqnr_db"]
+        rescue.update(sqnr_after_db=sqnr, met_target=sqnr is not None and sqnr >= rescue["target_sqnr_db"])

@@ -27,19 +27,21 @@ from ..backends.torch import TorchRunner
 from ..check import CheckData, CheckResult, check_data, check_runner
 from ..data import check_class_names, image_files, load_batch, read_class_names, sample_images
 from ..errors import UsageError
+from ..hold import hold_point
 from ..manifest import OnnxManifest, TensorSpec, write_manifest
 from ..models.registry import get_spec
-from ..models.stages import classes_at_input_size
+from ..models.stages import classes_at_input_size, input_size_errors
 from ..weights import resolve_weights
 from . import int8
 from .calibration import DEFAULT_CALIB_SIZE, load_calibration
 from .engines import TARGETS, EngineOutcome, engine_for_artifact
 from .fp16 import lrn_nodes, to_fp16
 from .onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, check_opset, stamp, torch_to_onnx
-from .simplify import simplify
+from .reuse import export_key, folder_digest, up_to_date
+from .simplify import rejected_by_check, simplify
 
 PRECISIONS = ("fp32", "fp16", "int8")
-VALIDATION_PHOTOS = 4
+FP16_PROBE_PHOTOS = 4  # photos whose activation peaks find fp16 overflow risks; more only cost time
 Progress = Callable[[str], None]
 
 
@@ -75,6 +77,7 @@ class ExportOptions:
     # TensorRT engines: "auto" builds one when TensorRT and a GPU are usable, "tensorrt" requires it, "onnx" skips
     target: str = "auto"
     max_batch: int = 32
+    force: bool = False  # export again even when an up-to-date artifact is in out_dir (export/reuse.py)
 
     @property
     def q_dq_form(self) -> str:
@@ -118,9 +121,41 @@ def _validate(options: ExportOptions) -> tuple[str, ...]:
     return tuple(sorted(dict.fromkeys(options.precisions), key=lambda p: p == "int8"))
 
 
+class _Stages:
+    """Runs the export's stages: names each on the progress line, times it for the manifest (and the summary),
+    and offers a test a place to interrupt it (hold.py)."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, label: str, key: str, fn, *args, **kw):
+        self.progress(label)
+        hold_point(key)
+        start = time.perf_counter()
+        result = fn(*args, **kw)
+        self.timings[key] = round(self.timings.get(key, 0.0) + time.perf_counter() - start, 3)
+        return result
+
+
+@dataclass
+class _Variant:
+    """One precision made from one graph, checked but not yet written."""
+
+    payload: bytes
+    proto: onnx.ModelProto
+    details: dict
+    simplify_info: dict
+    check: CheckResult | None
+
+
 def export_model(options: ExportOptions, progress: Progress = lambda stage: None) -> list[ExportResult]:
     """Export `options.model` at each precision (see ExportOptions). "int8" needs calib_data and quantizes the
-    simplified fp32 graph (export/int8.py); its check uses held-out photos only."""
+    simplified fp32 graph (export/int8.py); its check uses held-out photos only.
+
+    Work is done once: the model is built, exported and simplified once for all precisions, the eager outputs
+    are computed once, each artifact is serialized once and checked from those bytes in one ONNX Runtime
+    session, and the shipped photos are decoded once (data.load_tensor)."""
     spec = get_spec(options.model)
     precisions = _validate(options)
     labels = _class_names(options.labels)
@@ -136,76 +171,124 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     out = prepare_output_dir(options.out_dir)
     if options.check and options.images is not None:
         image_files(options.images)  # a bad image folder fails here, before any work
-    timings: dict[str, float] = {}
-
-    def stage(label: str, key: str, fn, *args, **kw):
-        progress(label)
-        start = time.perf_counter()
-        result = fn(*args, **kw)
-        timings[key] = round(time.perf_counter() - start, 3)
-        return result
+    weights_info = resolved.record()
+    keys = {p: _export_key(options, spec, weights_info, labels, calib, p) for p in precisions}
+    reused = {p: manifest for p in precisions if not (options.force or p == "int8" and options.recalibrate)
+              and (manifest := up_to_date(out / artifact_name(spec.name, p, options.q_dq_form), keys[p],
+                                          options.check))}
+    for manifest in reused.values():
+        progress(f"up to date: {out / manifest.artifact} (same model, weights, options and tools; --force redoes it)")
+    if len(reused) == len(precisions):
+        return _finish([ExportResult(out / m.artifact, m, _recorded_check(m)) for m in reused.values()], options)
+    stage = _Stages(progress)
 
     model = stage(f"building {spec.name}", "build", resolved.build, options.num_classes, progress=progress)
-    num_classes = classes_at_input_size(model, spec)
+    data = None
+    if options.check:  # eager outputs once for all precisions; bad images fail here, before any file is written
+        with input_size_errors(spec):
+            data = stage("running eager PyTorch on the check inputs", "eager", check_data, model, spec,
+                         options.images)
+        num_classes = int(data.expected.shape[-1])
+    else:
+        num_classes = classes_at_input_size(model, spec)
     if labels is not None and len(labels) != num_classes:
         raise UsageError(f"{_describe_labels(options.labels)} names {len(labels)} classes, but this {spec.name} "
                          f"outputs {num_classes}",
                          "give one class name per output, in class-index order (the number of classes comes from "
                          "the checkpoint's classifier, or --num-classes)")
-    # Bad images fail here, before any file is written; eager outputs are computed once for all precisions.
-    data = None
-    if options.check:
-        data = stage("running eager PyTorch on the check inputs", "eager", check_data, model, spec, options.images)
-    exported = stage("exporting to ONNX", "export", torch_to_onnx, model, spec, options.opset)
-    # A few photos suffice to validate simplification and find fp16 overflow risks; more only cost time.
-    sample = load_batch(sample_images()[:VALIDATION_PHOTOS], spec.preprocess)
-    graph, simplify_info = exported, {"applied": False, "skipped": "--no-simplify"}
+    graph = stage("exporting to ONNX", "export", torch_to_onnx, model, spec, options.opset)
+    exported_nodes, lrn = len(graph.graph.node), lrn_nodes(graph)  # onnxsim drops the metadata lrn_nodes reads
+    simplify_info = {"applied": False, "skipped": "--no-simplify"}
     if options.simplify:
-        graph, simplify_info = stage("simplifying (onnxsim)", "simplify", simplify, exported, sample)
+        graph, simplify_info = stage("simplifying (onnxsim)", "simplify", simplify, graph)
     if calib is not None and options.int8_exclude not in (None, "auto"):
         int8.check_exclude(graph, list(options.int8_exclude))  # before any artifact is written
 
-    weights_info = resolved.record()
+    fp16_probe = load_batch(sample_images()[:FP16_PROBE_PHOTOS], spec.preprocess)
+
+    def make(precision: str, path: Path, source: onnx.ModelProto, simplified: dict,
+             fp32_file: Path | None) -> _Variant:
+        """The artifact of `precision` made from `source`, serialized once and checked from those bytes."""
+        check_inputs, details = data, {}
+        if precision == "int8":
+            with scratch_path(path) as tmp:  # the quantizer writes a file
+                check_inputs, details, proto = stage(
+                    "quantizing to int8", "int8", _write_int8, tmp, source, out, spec, model, calib, weights_info,
+                    options, simplified, progress, fp32_file)
+                hold_point("int8_written")
+        elif precision == "fp16":
+            proto, details = stage("converting to fp16", "fp16", to_fp16, source, fp16_probe, lrn)
+        else:
+            proto = source
+        payload = stamp(proto, spec.name, precision).SerializeToString()
+        check = None
+        if options.check:  # on the bytes in memory, before anything is written
+            check = stage(f"checking {path.name} against eager PyTorch", f"check_{precision}", check_runner,
+                          OnnxRuntimeRunner(payload), check_inputs, artifact=str(path), model=spec.name,
+                          precision=precision, thresholds=options.thresholds.get(precision))
+        if precision == "int8":  # the held-out accuracy is the check's, measured here when there is no check
+            int8.record_accuracy(details, check.per_batch[str(check_inputs.batch_size)] if check else
+                                 parity.compare(check_inputs.expected, OnnxRuntimeRunner(payload)(calib.holdout)))
+        return _Variant(payload, proto, details, simplified, check)
+
     results: list[ExportResult] = []
     written: dict[str, Path] = {}
     for precision in precisions:
+        if precision in reused:
+            results.append(ExportResult(out / reused[precision].artifact, reused[precision],
+                                        _recorded_check(reused[precision])))
+            continue  # (int8 quantizes a fresh copy of this export's fp32 graph, never a reused file)
         path = out / artifact_name(spec.name, precision, options.q_dq_form)
         with artifact_lock(path):  # one writer per artifact at a time
-            if precision == "int8":
-                with scratch_path(path) as tmp:  # the quantizer writes a file
-                    check_inputs, variant_info = stage(
-                        "quantizing to int8", "int8", _write_int8, tmp, graph, out, spec, model, calib,
-                        weights_info, options, simplify_info, progress, written.get("fp32"))
-                    proto = onnx.load(str(tmp))
-            else:
-                check_inputs, proto, variant_info = data, graph, {}
-                if precision == "fp16":
-                    proto, variant_info = stage("converting to fp16", "fp16", to_fp16, graph, sample,
-                                                lrn_nodes(exported))
-            payload = stamp(proto, spec.name, precision).SerializeToString()
-            check = None
-            if options.check:  # on the bytes in memory, before anything is written
-                check = stage(f"checking {path.name} against eager PyTorch", f"check_{precision}", check_runner,
-                              OnnxRuntimeRunner(payload), check_inputs, artifact=str(path), model=spec.name,
-                              precision=precision, thresholds=options.thresholds.get(precision))
-            final = path if check is None or check.passed else failed_name(path)
+            variant = make(precision, path, graph, simplify_info, written.get("fp32"))
+            if variant.check is not None and not variant.check.passed and simplify_info.get("applied"):
+                # Was it onnxsim? The same artifact from the unsimplified graph decides, and if it passes,
+                # this and every later artifact are made without simplification.
+                unsimplified = stage("exporting to ONNX again, to try the unsimplified graph", "export_again",
+                                     torch_to_onnx, model, spec, options.opset)
+                retry = make(precision, path, unsimplified, rejected_by_check(simplify_info, precision), None)
+                if retry.check.passed:
+                    graph, simplify_info, variant = unsimplified, retry.simplify_info, retry
+            final = path if variant.check is None or variant.check.passed else failed_name(path)
             manifest = OnnxManifest(
-                artifact=final.name, artifact_sha256=hashlib.sha256(payload).hexdigest(),
-                artifact_bytes=len(payload), model=spec.name, family=spec.family, variant=spec.variant,
+                artifact=final.name, artifact_sha256=hashlib.sha256(variant.payload).hexdigest(),
+                artifact_bytes=len(variant.payload), model=spec.name, family=spec.family, variant=spec.variant,
                 precision=precision, opset=options.opset, input=TensorSpec(INPUT_NAME, ("batch", *spec.input_shape)),
                 output=TensorSpec(OUTPUT_NAME, ("batch", num_classes)), preprocess=spec.preprocess,
                 weights=weights_info, labels=labels,
-                nodes={"exported": len(exported.graph.node), "simplified": len(graph.graph.node),
-                       "artifact": len(proto.graph.node)},
-                simplify=simplify_info, precision_details=variant_info, tools=tool_versions(), created=utc_now(),
-                timings_s=dict(timings), parity=None)
+                nodes={"exported": exported_nodes, "simplified": len(graph.graph.node),
+                       "artifact": len(variant.proto.graph.node)},
+                simplify=variant.simplify_info, precision_details=variant.details, tools=tool_versions(),
+                created=utc_now(), timings_s=dict(stage.timings), parity=None, export_key=keys[precision])
             progress(f"writing {final}")
-            _publish(final, payload, manifest, check)
+            _publish(final, variant.payload, manifest, variant.check)
         written[precision] = final
-        results.append(ExportResult(path=final, manifest=manifest, check=check))
+        results.append(ExportResult(path=final, manifest=manifest, check=variant.check))
+    return _finish(results, options)
+
+
+def _finish(results: list[ExportResult], options: ExportOptions) -> list[ExportResult]:
     for result in results:  # after every artifact is on disk: an unusable --target tensorrt keeps them
         result.engine = engine_for_artifact(result.path, options.target, max_batch=options.max_batch)
     return results
+
+
+def _export_key(options: ExportOptions, spec, weights_info: dict, labels, calib, precision: str) -> str:
+    """Everything that decides one artifact's bytes and verdict (export/reuse.py)."""
+    thresholds = options.thresholds.get(precision)
+    parts = {"model": spec.name, "preprocess": spec.preprocess.to_dict(), "weights": weights_info,
+             "num_classes": options.num_classes, "labels": labels, "opset": options.opset,
+             "simplify": options.simplify, "precision": precision,
+             "check": {"images": folder_digest(options.images),
+                       "thresholds": thresholds.to_dict() if thresholds else None} if options.check else None}
+    if precision == "int8":
+        parts["int8"] = {"form": options.q_dq_form, "method": options.calib_method, "exclude": options.int8_exclude,
+                         "calibration": calib.sha256, "holdout": calib.holdout_described}
+    return export_key(**parts)
+
+
+def _recorded_check(manifest: OnnxManifest) -> CheckResult | None:
+    return None if manifest.parity is None else CheckResult(**manifest.parity)
 
 
 def _publish(final: Path, payload: bytes, manifest: OnnxManifest, check: CheckResult | None) -> None:
@@ -234,9 +317,9 @@ def _describe_labels(labels) -> str:
 
 def _write_int8(path: Path, graph: onnx.ModelProto, out: Path, spec, model, calib, weights_info: dict,
                 options: ExportOptions, simplify_info: dict, progress: Progress,
-                fp32_file: Path | None) -> tuple[CheckData, dict]:
+                fp32_file: Path | None) -> tuple[CheckData, dict, onnx.ModelProto]:
     """Quantize the simplified fp32 graph into `path`. Returns the held-out check data (eager outputs of the
-    held-out photos, never calibration images) and the manifest's precision details."""
+    held-out photos, never calibration images), the manifest's precision details and the quantized graph."""
     expected = TorchRunner(model)(calib.holdout)
     check = CheckData.from_arrays(calib.holdout, expected,
                                   {**calib.holdout_described, "random": 0, "held_out": True})
@@ -247,8 +330,8 @@ def _write_int8(path: Path, graph: onnx.ModelProto, out: Path, spec, model, cali
             tmp_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cnnx-fp32-")))
             fp32_file = tmp_dir / "fp32.onnx"
             onnx.save(graph, fp32_file)
-        details = int8.build_int8(fp32_file, graph, path, calib=calib, holdout_expected=expected,
-                                  method=options.calib_method, target=options.q_dq_form,
-                                  exclude=options.int8_exclude, cache_dir=out / int8.CACHE_DIR,
-                                  key_parts=key_parts, recalibrate=options.recalibrate, progress=progress)
-    return check, details
+        details, quantized = int8.build_int8(
+            fp32_file, graph, path, calib=calib, holdout_expected=expected, method=options.calib_method,
+            target=options.q_dq_form, exclude=options.int8_exclude, cache_dir=out / int8.CACHE_DIR,
+            key_parts=key_parts, recalibrate=options.recalibrate, progress=progress)
+    return check, details, quantized

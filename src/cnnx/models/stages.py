@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -42,12 +44,18 @@ def stage_shapes(model: nn.Module, spec: ModelSpec) -> list[tuple[str, tuple[int
 def classes_at_input_size(model: nn.Module, spec: ModelSpec) -> int:
     """Run the model once at its input size and return how many classes it outputs. A size the network cannot
     take (too small for its strides and pooling) is a UsageError here, before any file is written."""
+    with input_size_errors(spec), torch.no_grad():
+        logits = model(torch.zeros(1, *spec.input_shape))
+    return int(logits.shape[-1])
+
+
+@contextlib.contextmanager
+def input_size_errors(spec: ModelSpec):
+    """A forward pass at an input size the network cannot take fails with a UsageError naming the size."""
     try:
-        with torch.no_grad():
-            logits = model(torch.zeros(1, *spec.input_shape))
+        yield
     except RuntimeError as exc:
         native = get_spec(spec.name).input_size
         raise UsageError(f"{spec.name} cannot run at {spec.input_size}x{spec.input_size} input: "
                          f"{str(exc).strip().splitlines()[0]}",
                          f"pass a larger --input-size (its native size is {native})") from None
-    return int(logits.shape[-1])

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Callable
 from urllib.error import HTTPError, URLError
 
-from ..artifacts import sha256_file, write_json
+from ..artifacts import HOME_ENV, cache_home, sha256_file, write_json
 from ..errors import DownloadFailed, UsageError
 
-HOME_ENV = "CNNX_HOME"
 MIRROR_ENV = "CNNX_WEIGHTS_MIRROR"
 Progress = Callable[[str], None]
 
@@ -50,11 +49,7 @@ class WeightsFile:
 
 def cache_dir() -> Path:
     """Where downloaded weights are kept: $CNNX_HOME/weights, else the XDG cache folder's cnnx/weights."""
-    if os.environ.get(HOME_ENV):
-        return Path(os.environ[HOME_ENV]).expanduser() / "weights"
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # the XDG spec ignores relative paths
-    return base / "cnnx" / "weights"
+    return cache_home() / "weights"
 
 
 def cached_path(file: WeightsFile) -> Path:
