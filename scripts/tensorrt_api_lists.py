@@ -649,7 +649,7 @@ def ranges(indices: list[int], versions: list[str]) -> str:
 
 def compact(repo: str, releases: list[tuple[str, str, str, str, set[str]]]) -> str:
     versions = [r[0] for r in releases]
-    lines = [f"# Names the `tensorrt` Python module binds, per TensorRT release, read from the binding sources of",
+    lines = ["# Names the `tensorrt` Python module binds, per TensorRT release, read from the binding sources of",
              f"# https://github.com/{repo} by scripts/tensorrt_api_lists.py (its docstring says how to regenerate).",
              "# '@ VERSION REF COMMIT DATE COUNT': one release, oldest first. Then one line per name: the name and",
              "# the releases that bind it, as ranges over that release order (10.9-11.1: every release listed",

@@ -18,7 +18,7 @@ from cnnx.errors import UsageError
 from cnnx.export import int8
 from cnnx.export.calibration import augmentations, load_calibration, split_holdout
 from cnnx.export.pipeline import ExportOptions, export_model
-from cnnx.models.registry import get_spec, list_models
+from cnnx.models.registry import get_spec
 from cnnx.weights import create_model
 
 CALIB = 16  # calibration tensors in the tests: 6 sample photos + deterministic augmentations

@@ -621,7 +621,7 @@ def test_resnet18_engine_parity_against_eager(resnet18_engines, precision):
     # int8 is judged on photos only, as export's own int8 check is (no random noise)
     data = check_data(eager_model("resnet18", {"source": "seed", "seed": 0}), get_spec("resnet18"),
                       random_inputs=0 if precision == "int8" else 2)
-    failures, metrics, per_batch = compare_runner(data, runner, parity.DEFAULT_THRESHOLDS[precision])
+    failures, metrics, per_batch, _ = compare_runner(data, runner, parity.DEFAULT_THRESHOLDS[precision])
     assert not failures, (failures, metrics)
     assert set(per_batch) == {"1", str(len(data.expected))}
 

@@ -15,7 +15,6 @@ from .backends import artifact_runner
 from .backends.base import Runner
 from .backends.torch import TorchRunner
 from .data import image_files, load_tensor, sample_images, sample_split
-from .errors import UsageError
 from .manifest import OnnxManifest, read_manifest
 from .models.registry import ModelSpec, get_spec
 from .weights import create_model, recorded_weights
@@ -39,6 +38,7 @@ class CheckResult:
     inputs: dict
     seconds: float
     per_batch: dict = field(default_factory=dict)
+    batch_agreement: dict = field(default_factory=dict)  # the first input at batch 1 against it in the full batch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,16 +88,17 @@ def check_data(model: nn.Module, spec: ModelSpec, images: str | Path | None = No
                      {"photos": len(paths), "photo_source": source, "random": random_inputs})
 
 
-def compare_runner(data: CheckData, runner, thresholds: parity.Thresholds) -> tuple[list[str], dict, dict]:
+def compare_runner(data: CheckData, runner, thresholds: parity.Thresholds) -> tuple[list[str], dict, dict, dict]:
     """Run at batch 1 and at the check's batch size (the dynamic batch axis must give the same answers).
-    Returns the failures, the metrics over both runs, and the metrics per batch size."""
+    Returns the failures, the metrics over both runs, the metrics per batch size, and how the first input's
+    answer at batch 1 agrees with its answer inside the full batch."""
     single = runner(next(data.batches())[:1])
     batched = np.concatenate([runner(batch) for batch in data.batches()])
     per_batch = {"1": parity.compare(data.expected[:1], single),
                  str(data.batch_size): parity.compare(data.expected, batched)}
     metrics = parity.compare(np.concatenate([data.expected[:1], data.expected]),
                              np.concatenate([single, batched]))
-    return parity.judge(metrics, thresholds), metrics, per_batch
+    return parity.judge(metrics, thresholds), metrics, per_batch, parity.compare(batched[:1], single)
 
 
 def eager_model(model: str, weights_info: dict, weights: str | Path | None = None,
@@ -125,10 +126,11 @@ def check_runner(runner: Runner, data: CheckData, *, artifact: str, model: str, 
     """Judge `runner` (an artifact on some backend) against the eager outputs in `data`."""
     start = time.perf_counter()
     limits = thresholds or parity.DEFAULT_THRESHOLDS[precision]
-    failures, metrics, per_batch = compare_runner(data, runner, limits)
+    failures, metrics, per_batch, agreement = compare_runner(data, runner, limits)
     return CheckResult(artifact=artifact, model=model, precision=precision, backend=runner.backend,
                        passed=not failures, metrics=metrics, thresholds=limits.to_dict(), failures=failures,
                        batch_sizes=[1, data.batch_size], inputs=data.described, per_batch=per_batch,
+                       batch_agreement=agreement,
                        seconds=round(time.perf_counter() - start, 2))
 
 

@@ -8,7 +8,7 @@ of the per-round medians (bench/timing.py). Latency mode: one caller. Throughput
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -75,7 +75,7 @@ class Workload:
         if self.fixed_artifact:
             if pretrained not in (None, False):
                 raise UsageError("--pretrained applies to MODEL names; an artifact is timed with the weights it "
-                                 "was exported with", f"drop --pretrained, or bench the model: cnnx bench MODEL "
+                                 "was exported with", "drop --pretrained, or bench the model: cnnx bench MODEL "
                                  "--pretrained")
             manifest = read_manifest(target, OnnxManifest)
             self.spec: ModelSpec = get_spec(manifest.model).with_preprocess(manifest.preprocess)

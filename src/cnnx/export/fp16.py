@@ -28,22 +28,20 @@ def lrn_nodes(exported: onnx.ModelProto) -> list[str]:
             if any(LRN_MARKER in prop.value for prop in node.metadata_props)]
 
 
-def activation_peaks(proto: onnx.ModelProto, batch: np.ndarray) -> dict[str, float]:
-    """max |value| of every float tensor computed by the graph, over the images of `batch`."""
+def activation_peaks(proto: onnx.ModelProto, batch: np.ndarray, serialized: bytes | None = None) -> dict[str, float]:
+    """max |value| of every float tensor computed by the graph, over the images of `batch`. `serialized`: the
+    graph's bytes when the caller has them (the fp32 artifact's), which saves serializing it again."""
     typed = proto if proto.graph.value_info else onnx.shape_inference.infer_shapes(proto)  # onnxsim keeps types
     float_types = {vi.name for vi in (*typed.graph.value_info, *typed.graph.output)
                    if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
     existing = {o.name for o in proto.graph.output}
     added = [onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)
              for node in proto.graph.node for out in node.output if out in float_types and out not in existing]
-    # Every intermediate becomes an output for one serialization, then the graph is as it was: no copy of it.
-    proto.graph.output.extend(added)
-    try:
-        payload = proto.SerializeToString()
-    finally:
-        del proto.graph.output[len(proto.graph.output) - len(added):]
-    session = OnnxRuntimeRunner(payload).session
-    del payload
+    # Protobuf merges concatenated messages, appending repeated fields: the graph's bytes followed by a model
+    # holding only the extra graph outputs parse as the graph with every intermediate as an output. The large
+    # graph is neither copied nor serialized again for the probe.
+    extra = onnx.ModelProto(graph=onnx.GraphProto(output=added)).SerializeToString()
+    session = OnnxRuntimeRunner((serialized or proto.SerializeToString()) + extra).session
     output_names = [o.name for o in session.get_outputs()]
     peaks = dict.fromkeys(output_names, 0.0)
     for image in batch:  # one at a time: all intermediates of a VGG at batch 10 would need gigabytes
@@ -53,9 +51,10 @@ def activation_peaks(proto: onnx.ModelProto, batch: np.ndarray) -> dict[str, flo
     return peaks
 
 
-def overflow_risk_nodes(proto: onnx.ModelProto, batch: np.ndarray) -> dict[str, float]:
+def overflow_risk_nodes(proto: onnx.ModelProto, batch: np.ndarray,
+                        serialized: bytes | None = None) -> dict[str, float]:
     """Nodes that produce or consume a tensor whose peak is too close to the fp16 range -> that peak."""
-    peaks = activation_peaks(proto, batch)
+    peaks = activation_peaks(proto, batch, serialized)
     risky = {name: peak for name, peak in peaks.items() if peak > FP16_MAX / FP16_HEADROOM}
     nodes: dict[str, float] = {}
     for node in proto.graph.node:
@@ -65,23 +64,29 @@ def overflow_risk_nodes(proto: onnx.ModelProto, batch: np.ndarray) -> dict[str, 
     return nodes
 
 
-def to_fp16(proto: onnx.ModelProto, batch: np.ndarray, lrn: list[str]) -> tuple[onnx.ModelProto, dict]:
-    """Convert to fp16 with fp32 graph I/O; returns the model and the list of nodes kept in fp32."""
+def to_fp16(proto: onnx.ModelProto, batch: np.ndarray, lrn: list[str], serialized: bytes | None = None,
+            in_place: bool = False) -> tuple[onnx.ModelProto, dict]:
+    """Convert to fp16 with fp32 graph I/O; returns the model and the list of nodes kept in fp32. `serialized`:
+    the fp32 graph's bytes, if the caller has them; `in_place`: `proto` is not needed afterwards and is
+    converted itself (a VGG's copy is 0.5 GB)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     present = {node.name for node in proto.graph.node}
     keep = {name: "LocalResponseNorm (x^2 and pow overflow or lose precision in fp16)"
             for name in lrn if name in present}
-    for name, peak in overflow_risk_nodes(proto, batch).items():
+    for name, peak in overflow_risk_nodes(proto, batch, serialized).items():
         keep.setdefault(name, f"activation peak {peak:.4g} on sample photos is near the fp16 limit {FP16_MAX:g}")
     # onnxsim's output carries value_info for every tensor, so the converter's own shape inference (a full
     # serialisation of the model) is skipped where it is there. Without it the converter edits the model
-    # it is given in place, hence the copy: the fp32 graph is still needed (int8 quantizes it).
-    work = onnx.ModelProto()
-    work.CopyFrom(proto)
+    # it is given in place, hence the copy when the fp32 graph is still needed.
+    work = proto
+    if not in_place:
+        work = onnx.ModelProto()
+        work.CopyFrom(proto)
     converted = convert_float_to_float16(work, keep_io_types=True, node_block_list=sorted(keep),
                                          disable_shape_infer=bool(work.graph.value_info))
     removed = drop_round_trip_casts(converted)
+    sort_topologically(converted.graph)
     info = {"fp32_nodes": [{"node": n, "reason": r} for n, r in sorted(keep.items())],
             "fp32_node_count": len(keep), "round_trip_casts_removed": removed,
             "nodes": len(converted.graph.node)}
@@ -122,3 +127,27 @@ def drop_round_trip_casts(model: onnx.ModelProto) -> int:
         if node.op_type == "Cast" and not any(out in used for out in node.output):
             graph.node.remove(node)
     return removed
+
+
+def sort_topologically(graph: onnx.GraphProto) -> None:
+    """Reorder the nodes, in place, so that each comes after the producers of its inputs, as ONNX requires (the
+    checker and TensorRT's parser refuse other orders). The converter appends the Cast of the graph input at the
+    end, after its consumers. Nodes already in order keep their order."""
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        waiting = []
+        for node in pending:
+            if all(name in ready for name in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(pending):
+            raise ValueError(f"the graph has a cycle or a missing input at node {waiting[0].name}")
+        pending = waiting
+    copies = [onnx.NodeProto() for _ in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)

@@ -66,7 +66,7 @@ def _quiet_exporter():
 
 
 def torch_to_onnx(model: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Export in eval mode with batch as a symbolic dimension, checked (with strict shape inference)."""
+    """Export in eval mode with batch as a symbolic dimension."""
     example = torch.zeros(2, *spec.input_shape)
     try:
         with _quiet_exporter():
@@ -82,8 +82,7 @@ def torch_to_onnx(model: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET)
     if opset_of(proto) != opset:
         raise CnnxError(f"torch.onnx.export wrote opset {opset_of(proto)} for {spec.name}, not the requested {opset}",
                         f"use --opset {DEFAULT_OPSET}, or run with --debug and report this")
-    onnx.checker.check_model(proto, full_check=True)  # full_check includes strict shape inference
-    assert_dynamic_batch(proto)
+    assert_dynamic_batch(proto)  # onnx's checker runs on each artifact's bytes (pipeline), not on this graph
     return proto
 
 

@@ -206,9 +206,11 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
 
     fp16_probe = load_batch(sample_images()[:FP16_PROBE_PHOTOS], spec.preprocess)
 
-    def make(precision: str, path: Path, source: onnx.ModelProto, simplified: dict,
-             fp32_file: Path | None) -> _Variant:
-        """The artifact of `precision` made from `source`, serialized once and checked from those bytes."""
+    def make(precision: str, path: Path, source: onnx.ModelProto, simplified: dict, fp32_file: Path | None,
+             fp32_bytes: bytes | None, last: bool) -> _Variant:
+        """The artifact of `precision` made from `source`, serialized once and checked from those bytes.
+        `fp32_file`/`fp32_bytes`: the fp32 artifact made from `source`, if any; `last`: nothing needs `source`
+        after this artifact."""
         check_inputs, details = data, {}
         if precision == "int8":
             with scratch_path(path) as tmp:  # the quantizer writes a file
@@ -217,10 +219,12 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
                     options, simplified, progress, fp32_file)
                 hold_point("int8_written")
         elif precision == "fp16":
-            proto, details = stage("converting to fp16", "fp16", to_fp16, source, fp16_probe, lrn)
+            proto, details = stage("converting to fp16", "fp16", to_fp16, source, fp16_probe, lrn, fp32_bytes,
+                                   in_place=last)
         else:
             proto = source
         payload = stamp(proto, spec.name, precision).SerializeToString()
+        onnx.checker.check_model(payload)  # the bytes that ship, once (a graph argument would be serialized again)
         check = None
         if options.check:  # on the bytes in memory, before anything is written
             check = stage(f"checking {path.name} against eager PyTorch", f"check_{precision}", check_runner,
@@ -233,6 +237,7 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
 
     results: list[ExportResult] = []
     written: dict[str, Path] = {}
+    fp32_payload, simplified_nodes = None, len(graph.graph.node)
     for precision in precisions:
         if precision in reused:
             results.append(ExportResult(out / reused[precision].artifact, reused[precision],
@@ -240,15 +245,19 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
             continue  # (int8 quantizes a fresh copy of this export's fp32 graph, never a reused file)
         path = out / artifact_name(spec.name, precision, options.q_dq_form)
         with artifact_lock(path):  # one writer per artifact at a time
-            variant = make(precision, path, graph, simplify_info, written.get("fp32"))
+            last = precision == precisions[-1]
+            variant = make(precision, path, graph, simplify_info, written.get("fp32"), fp32_payload, last)
             if variant.check is not None and not variant.check.passed and simplify_info.get("applied"):
                 # Was it onnxsim? The same artifact from the unsimplified graph decides, and if it passes,
                 # this and every later artifact are made without simplification.
                 unsimplified = stage("exporting to ONNX again, to try the unsimplified graph", "export_again",
                                      torch_to_onnx, model, spec, options.opset)
-                retry = make(precision, path, unsimplified, rejected_by_check(simplify_info, precision), None)
+                unsimplified_nodes = len(unsimplified.graph.node)
+                retry = make(precision, path, unsimplified, rejected_by_check(simplify_info, precision), None,
+                             None, last)
                 if retry.check.passed:
                     graph, simplify_info, variant = unsimplified, retry.simplify_info, retry
+                    simplified_nodes = unsimplified_nodes
             final = path if variant.check is None or variant.check.passed else failed_name(path)
             manifest = OnnxManifest(
                 artifact=final.name, artifact_sha256=hashlib.sha256(variant.payload).hexdigest(),
@@ -256,13 +265,14 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
                 precision=precision, opset=options.opset, input=TensorSpec(INPUT_NAME, ("batch", *spec.input_shape)),
                 output=TensorSpec(OUTPUT_NAME, ("batch", num_classes)), preprocess=spec.preprocess,
                 weights=weights_info, labels=labels,
-                nodes={"exported": exported_nodes, "simplified": len(graph.graph.node),
+                nodes={"exported": exported_nodes, "simplified": simplified_nodes,
                        "artifact": len(variant.proto.graph.node)},
                 simplify=variant.simplify_info, precision_details=variant.details, tools=tool_versions(),
                 created=utc_now(), timings_s=dict(stage.timings), parity=None, export_key=keys[precision])
             progress(f"writing {final}")
             _publish(final, variant.payload, manifest, variant.check)
         written[precision] = final
+        fp32_payload = variant.payload if precision == "fp32" and final == path else None  # fp16's probe reads it
         results.append(ExportResult(path=final, manifest=manifest, check=variant.check))
     return _finish(results, options)
 

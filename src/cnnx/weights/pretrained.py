@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from ..data import INCEPTION_MEAN, INCEPTION_STD, Preprocess
 from ..errors import UsageError
-from ..models.registry import get_spec, list_models
+from ..models.registry import get_spec
 from .download import WeightsFile
 
 REGISTRY_FILE = Path(__file__).parents[1] / "data" / "pretrained_weights.json"
