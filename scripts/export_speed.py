@@ -1,6 +1,7 @@
 """`cnnx export` against the fastest hand-written pipeline that does the same work, side by side in one run.
 
     python scripts/export_speed.py [--rounds 3] [--cases resnet50-fp32,fp16 ...] [--markdown docs/export_speed.md]
+    python scripts/export_speed.py --exporters [MODEL ...]   # the exporters alone, for the choice of exporter
 
 Each case runs both ways in fresh processes (what a user waits for: interpreter start, imports, the work),
 in interleaved rounds whose order alternates, so both see the same load. A run's wall time is the process's;
@@ -131,6 +132,52 @@ def hand_pipeline(model_name: str, precisions: list[str], form: str | None, out:
     return results
 
 
+EXPORTERS = ("torch.export.export", "torch.onnx.export dynamo", "torch.onnx.export torchscript")
+
+
+def time_exporter(model_name: str, exporter: str) -> float:
+    """Seconds of one export call in this (fresh) process: what the exporter alone costs a user's command."""
+    import io
+    import warnings
+
+    import torch
+
+    from cnnx import create_model
+    from cnnx.models.registry import get_spec
+
+    spec = get_spec(model_name)
+    model = create_model(model_name)
+    example = (torch.zeros(2, *spec.input_shape),)
+    batch = {0: torch.export.Dim("batch")}
+    warnings.simplefilter("ignore")
+    start = time.perf_counter()
+    if exporter == "torch.export.export":
+        torch.export.export(model, example, dynamic_shapes=(batch,))
+    elif exporter == "torch.onnx.export dynamo":
+        torch.onnx.export(model, example, dynamo=True, opset_version=20, external_data=False,
+                          input_names=["images"], output_names=["logits"], dynamic_shapes=(batch,)).model_proto
+    else:  # the TorchScript exporter, deprecated since torch 2.9
+        torch.onnx.export(model, example, io.BytesIO(), dynamo=False, opset_version=20, input_names=["images"],
+                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    return time.perf_counter() - start
+
+
+def compare_exporters(models: list[str], rounds: int) -> str:
+    """The exporter alone, each in a fresh process, interleaved rounds: the numbers behind cnnx's choice."""
+    seconds = {(m, e): [] for m in models for e in EXPORTERS}
+    for round_index in range(rounds):
+        for model in models:
+            order = EXPORTERS if round_index % 2 == 0 else EXPORTERS[::-1]
+            for exporter in order:
+                _, _, output = run_once([sys.executable, __file__, "--time-exporter", model, exporter])
+                seconds[model, exporter].append(float(output.strip().splitlines()[-1]))
+    lines = ["| model | " + " | ".join(f"{e} s" for e in EXPORTERS) + " |", "|---|" + "---:|" * len(EXPORTERS)]
+    for model in models:
+        lines.append(f"| {model} | " + " | ".join(f"{statistics.median(seconds[model, e]):.1f}" for e in EXPORTERS)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
 def agree(ours: dict, theirs: dict) -> bool:
     """The same verdict material: SQNR within 0.5 dB (int8: ranges may differ in the last bit) and equal top-1."""
     for precision, by_batch in theirs.items():
@@ -144,6 +191,9 @@ def agree(ours: dict, theirs: dict) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hand", nargs=4, metavar=("MODEL", "PRECISIONS", "FORM", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--time-exporter", nargs=2, metavar=("MODEL", "EXPORTER"), help=argparse.SUPPRESS)
+    parser.add_argument("--exporters", nargs="*", metavar="MODEL", default=None,
+                        help="Instead: time the exporters alone on these models (default resnet50 vgg16).")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--markdown", type=Path, default=None, help="Write the results table here.")
@@ -154,11 +204,20 @@ def main() -> None:
         result = hand_pipeline(model, precisions.split(","), None if form == "-" else form, Path(out))
         print(json.dumps(result))  # the last line: the exporter prints its progress to stdout
         return
+    if args.time_exporter:
+        print(time_exporter(*args.time_exporter))
+        return
 
     from cnnx.hardware import describe, machine_info
 
     machine = describe(machine_info(os.cpu_count()))
     print(f"machine: {machine}", flush=True)
+    if args.exporters is not None:
+        table = compare_exporters(args.exporters or ["resnet50", "vgg16"], args.rounds)
+        print(table)
+        if args.markdown:
+            args.markdown.write_text(table)
+        return
     runs: dict[str, dict[str, list]] = {case: {"cnnx": [], "hand": []} for case in args.cases}
     for round_index in range(args.rounds):
         for case in args.cases:

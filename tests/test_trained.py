@@ -22,7 +22,8 @@ from cnnx.parity import DEFAULT_THRESHOLDS
 
 FORMS = ("tensorrt", "cpu")
 # Training (~70 s on 2 quiet cores), four exports and three evaluations of 1000 images: minutes, not seconds.
-pytestmark = pytest.mark.slow
+# One worker trains the network once (a session fixture) and runs every test that uses it (xdist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained-digits")]
 
 
 def cnnx(*args):

@@ -235,6 +235,29 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
                                  parity.compare(check_inputs.expected, OnnxRuntimeRunner(payload)(calib.holdout)))
         return _Variant(payload, proto, details, simplified, check)
 
+    def simplification_to_blame(simplified: onnx.ModelProto | None) -> onnx.ModelProto | None:
+        """After an artifact failed its check: the unsimplified graph when it is onnxsim's fault (the simplified
+        fp32 graph fails the default fp32 check and the unsimplified one passes), else None (the precision's
+        own loss). `simplified`: the simplified fp32 graph, None when fp16 converted it in place. Only failing
+        exports pay for these checks."""
+        def fp32_passes(proto: onnx.ModelProto) -> bool:
+            return check_runner(OnnxRuntimeRunner(proto.SerializeToString()), data, artifact="fp32 graph",
+                                model=spec.name, precision="fp32").passed
+
+        def export_again() -> onnx.ModelProto:
+            return stage("exporting to ONNX again, unsimplified", "export_again", torch_to_onnx, model, spec,
+                         options.opset)
+
+        unsimplified = None
+        if simplified is None:
+            unsimplified = export_again()
+            simplified, _ = simplify(unsimplified)
+        if stage("checking the simplified fp32 graph", "judge_simplify", fp32_passes, simplified):
+            return None
+        unsimplified = unsimplified or export_again()
+        passes = stage("checking the unsimplified fp32 graph", "judge_simplify", fp32_passes, unsimplified)
+        return unsimplified if passes else None
+
     results: list[ExportResult] = []
     written: dict[str, Path] = {}
     fp32_payload, simplified_nodes = None, len(graph.graph.node)
@@ -248,16 +271,12 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
             last = precision == precisions[-1]
             variant = make(precision, path, graph, simplify_info, written.get("fp32"), fp32_payload, last)
             if variant.check is not None and not variant.check.passed and simplify_info.get("applied"):
-                # Was it onnxsim? The same artifact from the unsimplified graph decides, and if it passes,
-                # this and every later artifact are made without simplification.
-                unsimplified = stage("exporting to ONNX again, to try the unsimplified graph", "export_again",
-                                     torch_to_onnx, model, spec, options.opset)
-                unsimplified_nodes = len(unsimplified.graph.node)
-                retry = make(precision, path, unsimplified, rejected_by_check(simplify_info, precision), None,
-                             None, last)
-                if retry.check.passed:
-                    graph, simplify_info, variant = unsimplified, retry.simplify_info, retry
-                    simplified_nodes = unsimplified_nodes
+                in_place = precision == "fp16" and last  # the fp16 conversion edited `graph` itself
+                unsimplified = simplification_to_blame(None if in_place else graph)
+                if unsimplified is not None:  # this and every later artifact are made without simplification
+                    graph, simplify_info = unsimplified, rejected_by_check(simplify_info)
+                    simplified_nodes = len(graph.graph.node)
+                    variant = make(precision, path, graph, simplify_info, None, None, last)
             final = path if variant.check is None or variant.check.passed else failed_name(path)
             manifest = OnnxManifest(
                 artifact=final.name, artifact_sha256=hashlib.sha256(variant.payload).hexdigest(),
