@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from bench_zoo import fmt, held_out_sqnr, nncf_int8  # scripts/ is on sys.path when this file runs
 from cnnx.backends.onnxruntime import OnnxRuntimeRunner
 from cnnx.backends.openvino import OpenVinoRunner
 from cnnx.bench.suite import Workload
@@ -46,8 +47,6 @@ from cnnx.export.calibration import load_calibration
 from cnnx.export.int8 import layer_macs, method_enum, target_options
 from cnnx.hardware import achieved_tops, describe, machine_info, peak_compute
 from cnnx.manifest import OnnxManifest, read_manifest
-
-from bench_zoo import fmt, held_out_sqnr, nncf_int8  # scripts/ is on sys.path when this file runs
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKERS = ("<!-- INT8PROFILE:BEGIN -->", "<!-- INT8PROFILE:END -->")
@@ -161,7 +160,7 @@ def float_layers(rows: list[dict]) -> list[str]:
     """Executed nodes that do not run in int8 (runtime precision f32/bf16)."""
     lines = ["| node | type | kernel | precision in -> out | ms | from |", "|---|---|---|---|---:|---|"]
     for r in rows:
-        if not r["precision"].split(" -> ")[0] in ("u8", "i8") and r["type"] not in ("Input", "Output", "Const"):
+        if r["precision"].split(" -> ")[0] not in ("u8", "i8") and r["type"] not in ("Input", "Output", "Const"):
             lines.append(f"| `{r['name'][:48]}` | {r['type']} | {r['kernel']} | {r['precision']} | {r['ms']:.3f} "
                          f"| {', '.join(r['fused'])[:90]} |")
     return lines

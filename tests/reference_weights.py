@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 

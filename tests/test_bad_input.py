@@ -95,6 +95,13 @@ def test_passing_the_manifest_instead_of_the_artifact_says_which_file(run_cli, n
 
 # --- 4. failure states: Ctrl-C, SIGKILL, a full disk ------------------------------------------------------------
 
+def _default_sigint() -> None:
+    """The export child starts with SIGINT delivered and handled as a terminal's Ctrl-C would be, whatever
+    signal mask or disposition the test worker happens to hold."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Export:
     """`cnnx export nin ...` in a child process held at a named point (cnnx/hold.py), so that a signal sent
     once it says it is holding always arrives at that point, however fast or loaded the machine is."""
@@ -103,8 +110,25 @@ class Export:
         self.hold_at = hold_at
         self.process = subprocess.Popen([*CLI, "export", "nin", "--out", str(out), "--target", "onnx", *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env={**os.environ, HOLD_ENV: hold_at})
+                                        env={**os.environ, HOLD_ENV: hold_at}, preexec_fn=_default_sigint)
         self.lines: list[str] = []
+
+    def wait_for_exit(self, timeout: float = 120) -> str:
+        """The rest of stderr once the export has exited. One still running after `timeout` is asked for its
+        Python stacks (hold.py registers them on SIGUSR1), killed, and the stacks fail the test."""
+        try:
+            return self.process.communicate(timeout=timeout)[1]
+        except subprocess.TimeoutExpired:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+            self.process.send_signal(signal.SIGUSR1)
+            try:
+                stderr = self.process.communicate(timeout=5)[1]
+            except subprocess.TimeoutExpired as late:
+                stderr = late.stderr if isinstance(late.stderr, str) else (late.stderr or b"").decode(errors="replace")
+            self.process.kill()
+            self.process.wait()
+            signals = [line for line in status.splitlines() if line.startswith(("State", "Sig"))]
+            pytest.fail(f"the export still ran {timeout} s after the signal; {signals}; its stacks:\n{stderr}")
 
     def wait_until_held(self) -> None:
         """Read stderr until the export announces it is holding (it waits there for the signal)."""
@@ -118,7 +142,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing_half_written(tmp_path):
     export = Export(tmp_path, "check_fp16", "--precision", "fp32,fp16")
     export.wait_until_held()  # fp32 is written; fp16 exists only in memory
     export.process.send_signal(signal.SIGINT)
-    _, stderr = export.process.communicate(timeout=120)
+    stderr = export.wait_for_exit()
     assert export.process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert hidden_temporaries(tmp_path) == []

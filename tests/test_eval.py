@@ -18,8 +18,15 @@ import cnnx
 from cnnx.backends.openvino import OpenVinoRunner
 from cnnx.data import imagenet_labels, imagenet_synsets, sample_images
 from cnnx.errors import UsageError
-from cnnx.eval import (LabeledData, artifact_candidate, evaluate, labeled_images, read_ground_truth,
-                       resolve_labels, spread_subset)
+from cnnx.eval import (
+    LabeledData,
+    artifact_candidate,
+    evaluate,
+    labeled_images,
+    read_ground_truth,
+    resolve_labels,
+    spread_subset,
+)
 from cnnx.export.pipeline import ExportOptions, export_model
 
 SIZE = 64  # a small input keeps the artifacts fast; the manifest records it, so eval applies it
@@ -88,7 +95,8 @@ def test_flat_folder_with_csv_or_caffe_style_labels(run_cli, artifacts, predicte
         writer.writerow(["ImageId", "PredictionString"])
         writer.writerow(["not_in_this_folder", "n01440764 1 2 3 4"])
         for photo, index in predicted.items():
-            writer.writerow([photo.stem, f"{imagenet_synsets()[index]} 10 20 110 120 {imagenet_synsets()[index]} 5 5 9 9"])
+            synset = imagenet_synsets()[index]
+            writer.writerow([photo.stem, f"{synset} 10 20 110 120 {synset} 5 5 9 9"])
     caffe = tmp_path / "val.txt"  # Caffe's ImageNet val.txt: "file index" lines
     caffe.write_text("".join(f"{photo.name} {index}\n" for photo, index in predicted.items()))
     for labels in (loc, caffe):

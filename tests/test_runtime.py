@@ -15,13 +15,12 @@ import skimage.data
 from PIL import Image
 
 import cnnx
-from cnnx.manifest import manifest_path
 from cnnx.backends.openvino import OpenVinoRunner
-from cnnx.data import load_batch, sample_images
+from cnnx.data import imagenet_labels, load_batch, sample_images
 from cnnx.errors import UsageError
 from cnnx.export.pipeline import ExportOptions, export_model
+from cnnx.manifest import manifest_path
 from cnnx.models.registry import get_spec
-from cnnx.data import imagenet_labels
 from cnnx.runtime import softmax
 
 SKIMAGE_PHOTOS = [Path(skimage.data.__file__).parent / name

@@ -1,10 +1,11 @@
-"""The shape of the code: no import cycles in src/cnnx, each backend named once, typed manifests, and the Python
-export use case doing exactly what `cnnx export` does."""
+"""The shape of the code: no import cycles in src/cnnx, each backend named once, one naming function, typed
+manifests, and the Python export use case doing exactly what `cnnx export` does."""
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,26 @@ def test_each_backend_is_named_once_in_src():
                 elements = node.keys if isinstance(node, ast.Dict) else node.elts
                 names = [e.value for e in elements if isinstance(e, ast.Constant) and e.value in BACKENDS]
                 assert len(names) < 2, f"{path.relative_to(SRC)}:{node.lineno} lists backends {names}"
+
+
+def names_an_artifact(node: ast.JoinedStr) -> bool:
+    """An f-string that joins a model and a precision (`f"{model}-{precision}"`) or writes a plan's name."""
+    text = ast.unparse(node)
+    joins = re.search(r"\{[^}]*model\}-\{[^}]*precision\}", text)
+    return bool(joins or re.search(r"-b\{[^}]+\}-\{[^}]+\}\.plan", text))
+
+
+def test_artifact_plan_and_triton_names_come_from_one_function():
+    """Issue 20: the int8 forms once collided on one plan path and one Triton name because three places built
+    names; naming.py is now the only one."""
+    assert names_an_artifact(ast.parse('f"{manifest.model}-{manifest.precision}"').body[0].value)
+    assert names_an_artifact(ast.parse('f"{stem}-b{lo}-{hi}.plan"').body[0].value)
+    for path in SRC.rglob("*.py"):
+        if path == SRC / "naming.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.JoinedStr):
+                assert not names_an_artifact(node), f"{path.relative_to(SRC)}:{node.lineno} names an artifact"
 
 
 def test_manifest_round_trip_and_refusals(tmp_path):

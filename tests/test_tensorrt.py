@@ -18,17 +18,25 @@ import torch
 
 from cnnx.artifacts import sha256_file
 from cnnx.backends import tensorrt as trt_backend
-from cnnx.backends.onnxruntime_gpu import (OnnxRuntimeCudaRunner, ort_profile_options,
-                                           provider_unavailable_reason)
+from cnnx.backends.onnxruntime_gpu import OnnxRuntimeCudaRunner, ort_profile_options, provider_unavailable_reason
 from cnnx.backends.tensorrt import unavailable_reason
 from cnnx.backends.tensorrt.build import build_command, describe_onnx, format_parser_errors
-from cnnx.backends.tensorrt.plan import (BatchProfile, EngineIncompatible, batch_problem, check_plan,
-                                         compatibility_problem, make_profile, plan_filename, read_timing_cache,
-                                         timing_cache_path, write_timing_cache)
+from cnnx.backends.tensorrt.plan import (
+    BatchProfile,
+    EngineIncompatible,
+    batch_problem,
+    check_plan,
+    compatibility_problem,
+    make_profile,
+    read_timing_cache,
+    timing_cache_path,
+    write_timing_cache,
+)
 from cnnx.errors import BackendUnavailable, UsageError
 from cnnx.export import engines
 from cnnx.export.engines import engine_for_artifact
 from cnnx.manifest import manifest_path, read_manifest
+from cnnx.naming import plan_filename
 from plans import plan_manifest, write_fake_plan
 from trt_fakes import DataType, FakeCuda, FakeTensorRT, IOTensor, TimingCache, cuda_tensor, expected_logits
 
@@ -392,8 +400,8 @@ def test_describe_onnx_with_and_without_manifest(nin_onnx, tmp_path):
     bare.write_bytes(nin_onnx.read_bytes())
     plain = describe_onnx(bare)
     assert (plain.model, plain.precision) == ("my-net", None)
-    assert plan_filename(plain.model, plain.precision, 1, 32) == "my-net-b1-32.plan"
-    assert plan_filename("nin", "int8", 2, 16) == "nin-int8-b2-16.plan"
+    assert (plain.stem, with_manifest.stem) == ("my-net", "nin-fp32")
+    assert plan_filename(plain.stem, 1, 32) == "my-net-b1-32.plan"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -610,9 +618,9 @@ def resnet18_engines(resnet18_artifacts, tmp_path_factory) -> dict:
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_resnet18_engine_parity_against_eager(resnet18_engines, precision):
     from cnnx import parity
-    from cnnx.models.registry import get_spec
     from cnnx.backends.tensorrt.runner import TensorRTRunner
     from cnnx.check import check_data, compare_runner, eager_model
+    from cnnx.models.registry import get_spec
 
     plan, manifest = resnet18_engines[precision]
     assert plan.name == f"resnet18-{precision}-b1-8.plan" and manifest_path(plan).is_file()

@@ -15,9 +15,12 @@ import pytest
 from click.testing import CliRunner
 
 from cnnx.backends.openvino import OpenVinoRunner
+from cnnx.backends.tensorrt.build import describe_onnx
 from cnnx.cli import cli
-from cnnx.export.pipeline import artifact_name, failed_name
+from cnnx.deploy import triton
+from cnnx.export.pipeline import failed_name
 from cnnx.manifest import read_manifest
+from cnnx.naming import artifact_name, plan_filename
 from cnnx.parity import DEFAULT_THRESHOLDS
 
 FORMS = ("tensorrt", "cpu")
@@ -119,3 +122,15 @@ def test_a_clipped_activation_range_fails_the_default_gate(trained_digits, artif
     assert not manifest.parity["passed"] and manifest.parity["thresholds"] == DEFAULT_THRESHOLDS["int8"].to_dict()
     code, rows = evaluate(trained_digits, artifacts["fp32"], broken, eager=False)
     assert code == 1 and rows[_key(broken)]["retained"] < 0.99
+
+
+def test_the_two_int8_forms_get_their_own_plan_and_triton_names(artifacts, tmp_path):
+    """Issue 20: the TensorRT and the cpu Q/DQ forms of one model are two artifacts (resnet18-int8.onnx and
+    resnet18-int8-cpu.onnx); their TensorRT plans are two files and in one Triton repository they are two
+    models, all named as the ONNX files are."""
+    forms = [artifacts["int8-tensorrt"], artifacts["int8-cpu"]]
+    assert [p.name for p in forms] == ["resnet18-int8.onnx", "resnet18-int8-cpu.onnx"]
+    sources = [describe_onnx(p) for p in forms]
+    assert [plan_filename(s.stem, 1, 8) for s in sources] == ["resnet18-int8-b1-8.plan", "resnet18-int8-cpu-b1-8.plan"]
+    models = triton.add_to_repository(forms, tmp_path / "repo")
+    assert [m.name for m in models] == ["resnet18-int8", "resnet18-int8-cpu"]

@@ -32,8 +32,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__
-    from .models.registry import ModelSpec, get_spec, list_models
     from .export.pipeline import ExportOptions, export_model
+    from .models.registry import ModelSpec, get_spec, list_models
     from .runtime import Predictor, load
     from .weights import create_model, pretrained_weights
 

@@ -26,15 +26,14 @@ import csv
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .data import (IMAGE_SUFFIXES, Preprocess, imagenet_labels, imagenet_synsets, load_image, preprocess,
-                   read_lines)
+from .data import IMAGE_SUFFIXES, Preprocess, imagenet_labels, imagenet_synsets, load_image, preprocess, read_lines
 from .errors import CnnxError, UsageError
 from .parity import sqnr_db
 
@@ -162,7 +161,8 @@ def labeled_images(data: str | Path, labels_file: str | Path | None = None) -> L
         images += files
         labels += [folder.name] * len(files)
     if loose and images:
-        raise UsageError(f"'{root}' mixes class subfolders with {len(loose)} loose images ({_examples(p.name for p in loose)})",
+        examples = _examples(p.name for p in loose)
+        raise UsageError(f"'{root}' mixes class subfolders with {len(loose)} loose images ({examples})",
                          "move each loose image into its class folder, or remove it")
     if loose:
         raise UsageError(f"'{root}' holds images but no class subfolders, and no labels file was given", LABELS_HINT)

@@ -4,7 +4,9 @@ depends on how fast the machine is. Without the variable, hold_point does nothin
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
 import time
 
@@ -15,6 +17,7 @@ HOLD_SECONDS = 600  # a test that never signals still ends: the command goes on 
 def hold_point(name: str) -> None:
     if os.environ.get(HOLD_ENV) != name:
         return
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # a test that waited in vain asks for the stacks
     print(f"cnnx: holding at {name} (pid {os.getpid()})", file=sys.stderr, flush=True)
     deadline = time.monotonic() + HOLD_SECONDS
     while time.monotonic() < deadline:

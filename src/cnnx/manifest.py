@@ -22,11 +22,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from .artifacts import write_json
 from .data import Preprocess, check_class_names, imagenet_labels
 from .errors import UsageError
+from .naming import artifact_stem
 
 FORMAT = "cnnx-manifest/2"
 REEXPORT_HINT = "re-export the artifact with this version of cnnx (cnnx export MODEL)"
@@ -54,7 +55,7 @@ class TensorSpec:
     def from_dict(cls, entry, what: str) -> TensorSpec:
         try:
             spec = cls(name=str(entry["name"]), shape=tuple(entry["shape"]), dtype=str(entry.get("dtype", "float32")))
-            spec.dims  # every non-batch dim is an integer
+            _ = spec.dims  # raises unless every non-batch dim is an integer
         except (KeyError, TypeError, ValueError):
             raise UsageError(f"the manifest's '{what}' entry is damaged: {entry!r} (name, shape and dtype "
                              "expected)", REEXPORT_HINT) from None
@@ -143,6 +144,16 @@ class OnnxManifest(_Manifest):
     def num_classes(self) -> int:
         return int(self.output.shape[-1])
 
+    @property
+    def q_dq_form(self) -> str | None:
+        """int8: the Q/DQ form ("tensorrt" or "cpu"); None for the other precisions."""
+        return self.precision_details.get("target") if self.precision == "int8" else None
+
+    @property
+    def stem(self) -> str:
+        """The artifact's name without suffix, from which its plan's and Triton model's names come."""
+        return artifact_stem(self.model, self.precision, self.q_dq_form)
+
 
 @dataclass
 class PlanManifest(_Manifest):
@@ -169,6 +180,11 @@ class PlanManifest(_Manifest):
     tools: dict
     created: str
     labels: list | None = None  # class names by index, from the source ONNX manifest
+    q_dq_form: str | None = None  # int8: the source's Q/DQ form
+
+    @property
+    def stem(self) -> str:
+        return artifact_stem(self.model, self.precision, self.q_dq_form)
 
     @property
     def min_batch(self) -> int:
@@ -184,7 +200,7 @@ class PlanManifest(_Manifest):
         return None if value is None else str(value)
 
 
-Manifest = Union[OnnxManifest, PlanManifest]
+Manifest = OnnxManifest | PlanManifest
 KINDS: dict[str, type] = {OnnxManifest.KIND: OnnxManifest, PlanManifest.KIND: PlanManifest}
 
 

@@ -22,8 +22,9 @@ does the latter. The outputs equal latency mode's up to floating-point summation
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image

@@ -6,7 +6,7 @@ copies; on CPU the wall clock around the call is the latency."""
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -8,9 +8,9 @@ of the per-round medians (bench/timing.py). Latency mode: one caller. Throughput
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -207,7 +207,8 @@ def run_bench(target: str, *, backends: tuple[str, ...] | None = None, precision
             planned.append((backend, precision, why))
     for label, (backend, path) in (extra_artifacts or {}).items():
         workload.extra_artifacts[label] = Path(path)
-        planned.append((get_backend(backend).name, label, reasons.get(backend) or get_backend(backend).unavailable_reason()))
+        runner = get_backend(backend)
+        planned.append((runner.name, label, reasons.get(backend) or runner.unavailable_reason()))
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

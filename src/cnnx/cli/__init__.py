@@ -17,9 +17,8 @@ from rich.markup import escape
 from .. import __version__
 from ..errors import CnnxError
 from . import bench, deploy, export, models, tensorrt
-from .eval import eval_cmd
 from .common import err_console
-
+from .eval import eval_cmd
 
 # Packages that only the commands building models need; an inference-only install (README) lacks them.
 BUILD_PACKAGES = ("torch", "onnx", "onnxscript", "onnxsim", "safetensors")

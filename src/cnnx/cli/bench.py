@@ -8,8 +8,17 @@ from ..artifacts import prepare_output_file
 from ..backends import MODES, PRECISIONS
 from ..backends import names as backend_names
 from ..errors import BackendUnavailable
-from .common import (SEED, StageProgress, console, emit_json, json_option, parse_batches, parse_list,
-                     pretrained_option, say)
+from .common import (
+    SEED,
+    StageProgress,
+    console,
+    emit_json,
+    json_option,
+    parse_batches,
+    parse_list,
+    pretrained_option,
+    say,
+)
 
 
 @click.command("bench")
@@ -19,11 +28,13 @@ from .common import (SEED, StageProgress, console, emit_json, json_option, parse
                    "(default: every backend, unusable ones listed with the reason).")
 @click.option("--precision", default=",".join(PRECISIONS), show_default=True, help="Comma-separated precisions.")
 @click.option("--batch", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for every backend (default: all cores).")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads for every backend (default: all cores).")
 @click.option("--mode", "mode", default="latency", show_default=True,
               help="latency (one caller), throughput (the backend's concurrent callers, images/s), or both: "
                    "latency,throughput.")
-@click.option("--warmup-ms", type=click.FloatRange(0), default=200, show_default=True, help="Time-based warm-up per case.")
+@click.option("--warmup-ms", type=click.FloatRange(0), default=200, show_default=True,
+              help="Time-based warm-up per case.")
 @click.option("--duration", type=click.FloatRange(0), default=3.0, show_default=True,
               help="Minimum timed seconds per case, in total over its rounds.")
 @click.option("--min-iters", type=click.IntRange(1), default=10, show_default=True,
@@ -43,8 +54,8 @@ from .common import (SEED, StageProgress, console, emit_json, json_option, parse
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Also write a CSV here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG plot (latency vs batch) here.")
-def bench_cmd(target, backends, precision, batch, threads, mode, warmup_ms, duration, min_iters, rounds, device, weights,
-              pretrained, seed, out_dir, calib_data, as_json, csv_path, plot_path) -> None:
+def bench_cmd(target, backends, precision, batch, threads, mode, warmup_ms, duration, min_iters, rounds, device,
+              weights, pretrained, seed, out_dir, calib_data, as_json, csv_path, plot_path) -> None:
     """Measure latency and throughput of MODEL (or one ARTIFACT) across backends, side by side."""
     from ..bench.suite import run_bench
     from ..hardware import describe

@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..backends import BACKENDS
-from ..deploy.triton import DEFAULT_TOPK, ONNX_BACKENDS as TRITON_ONNX_BACKENDS
+from ..deploy.triton import DEFAULT_TOPK
+from ..deploy.triton import ONNX_BACKENDS as TRITON_ONNX_BACKENDS
 from ..errors import CnnxError, UsageError
 from .common import console, emit_json, err_console, json_option, say
 

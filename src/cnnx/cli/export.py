@@ -7,8 +7,19 @@ import click
 from ..artifacts import prepare_output_file
 from ..backends import names as backend_names
 from ..errors import CheckFailed, UsageError
-from .common import (SEED, StageProgress, console, emit_json, head_options, json_option, parse_precisions,
-                     pretrained_option, say, threshold_options, thresholds_from)
+from .common import (
+    SEED,
+    StageProgress,
+    console,
+    emit_json,
+    head_options,
+    json_option,
+    parse_precisions,
+    pretrained_option,
+    say,
+    threshold_options,
+    thresholds_from,
+)
 
 
 @click.command("export")
@@ -47,7 +58,8 @@ from .common import (SEED, StageProgress, console, emit_json, head_options, json
                    "options and tool versions), which is otherwise reused.")
 @click.option("--target", type=click.Choice(["auto", "tensorrt", "onnx"]), default="auto", show_default=True,
               help="auto: also build a TensorRT engine when TensorRT and a GPU are usable; tensorrt: require it.")
-@click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True, help="TensorRT profile's largest batch.")
+@click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True,
+              help="TensorRT profile's largest batch.")
 @json_option
 @threshold_options
 def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, input_size, resize, labels, out_dir,

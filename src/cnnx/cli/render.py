@@ -5,11 +5,10 @@ from __future__ import annotations
 import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
-
-from typing import TYPE_CHECKING
 
 from ..artifacts import atomic_path
 from ..errors import BackendUnavailable
@@ -207,7 +206,8 @@ def render_eval(report, as_json: bool, show_changed: int) -> None:
     table = Table(title=f"accuracy on {report.images} labeled images of {report.data} ({report.layout})")
     for column in ("artifact", "precision", "backend", "top-1 %", "top-5 %", "Δ top-1", "Δ top-5", "retained",
                    "SQNR dB", "top-1 changed", "verdict"):
-        table.add_column(column, justify="left" if column in ("artifact", "precision", "backend", "verdict") else "right")
+        left = column in ("artifact", "precision", "backend", "verdict")
+        table.add_column(column, justify="left" if left else "right")
     for row in report.rows:
         if row.reference is None:
             verdict = "reference" if any(r.reference == row.name for r in report.rows) else "-"

@@ -11,10 +11,12 @@ from .common import StageProgress, console, emit_json, err_console, json_option,
 
 @click.command("build")
 @click.argument("onnx_file", metavar="FILE.onnx")
-@click.option("--min-batch", type=click.IntRange(1), default=1, show_default=True, help="Smallest batch of the profile.")
+@click.option("--min-batch", type=click.IntRange(1), default=1, show_default=True,
+              help="Smallest batch of the profile.")
 @click.option("--opt-batch", type=int, default=None,
               help="Batch the kernels are tuned for (default: --max-batch).")
-@click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True, help="Largest batch of the profile.")
+@click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True,
+              help="Largest batch of the profile.")
 @click.option("--workspace", "workspace_mib", type=int, default=None,
               help="Workspace memory pool limit in MiB (default: TensorRT's, all device memory).")
 @click.option("--opt-level", "optimization_level", type=int, default=3, show_default=True,

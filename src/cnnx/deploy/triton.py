@@ -31,8 +31,16 @@ from .. import __version__
 from ..artifacts import exchange_paths, exclusive_lock, is_write_failure, sha256_file, write_error
 from ..backends import BACKENDS
 from ..errors import BackendUnavailable, UsageError
-from ..manifest import (Manifest, OnnxManifest, PlanManifest, TensorSpec, class_names, manifest_path,
-                        read_manifest, refuse_manifest_as_artifact)
+from ..manifest import (
+    Manifest,
+    OnnxManifest,
+    PlanManifest,
+    TensorSpec,
+    class_names,
+    manifest_path,
+    read_manifest,
+    refuse_manifest_as_artifact,
+)
 from . import triton_python_model
 
 INSTALL_HINT = "pip install 'cnnx[triton]'"
@@ -357,7 +365,7 @@ def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOption
     is_plan = suffix == ".plan"
     manifest = read_manifest(artifact, PlanManifest if is_plan else OnnxManifest)  # refuses a modified file
     _check_options(opts, is_plan)
-    name = check_model_name(name if name is not None else f"{manifest.model}-{manifest.precision}")
+    name = check_model_name(name if name is not None else manifest.stem)
     platform = _platform(opts, is_plan)
     max_batch = _max_batch(manifest, artifact, platform, opts)
     if opts.preferred_batch and (max_batch < 2 or max(opts.preferred_batch) > max_batch):

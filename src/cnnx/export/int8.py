@@ -50,11 +50,12 @@ from .. import parity
 from ..artifacts import atomic_path
 from ..backends.onnxruntime import OnnxRuntimeRunner
 from ..errors import UsageError
+from ..naming import DEFAULT_Q_DQ_FORM
 from .calibration import CalibrationSet
 
 TARGETS = ("tensorrt", "cpu")
 METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_TARGET = "tensorrt"
+DEFAULT_TARGET = DEFAULT_Q_DQ_FORM  # the form whose artifact name has no suffix (naming.py)
 DEFAULT_METHOD = "minmax"
 TARGET_SQNR_DB = 30.0
 RESCUE_MAX_SHARE = 0.25  # at most this share of the quantizable nodes is kept in float
@@ -181,7 +182,8 @@ def cache_problem(cache_path: Path, fp32: onnx.ModelProto) -> str | None:
     tensors = {i.name for i in fp32.graph.input} | {o for n in fp32.graph.node for o in n.output}
     unknown = sorted(set(ranges) - tensors)
     if not ranges or unknown:
-        return f"does not fit this graph ({len(unknown)} unknown tensors, e.g. {unknown[:3]})" if unknown else "is empty"
+        return f"does not fit this graph ({len(unknown)} unknown tensors, e.g. {unknown[:3]})" if unknown \
+            else "is empty"
     return None
 
 
@@ -284,7 +286,8 @@ def layer_noise(fp32: onnx.ModelProto, cache_path: Path, target: str, probe: np.
             rows = w if node.op_type == "Conv" or trans_b else w.T  # output channels first
             flat = rows.reshape(len(rows), -1)
             peak = np.abs(flat).max(axis=1, keepdims=True)
-            wq = float(((flat - _fake_quant(flat, -peak, peak, target, axis=0)) ** 2).sum() / max((flat ** 2).sum(), 1e-30))
+            error = ((flat - _fake_quant(flat, -peak, peak, target, axis=0)) ** 2).sum()
+            wq = float(error / max((flat ** 2).sum(), 1e-30))
         scores[node.name] = act + wq
     return scores
 

@@ -13,10 +13,9 @@ import contextlib
 import hashlib
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import onnx
 
@@ -31,6 +30,7 @@ from ..hold import hold_point
 from ..manifest import OnnxManifest, TensorSpec, write_manifest
 from ..models.registry import get_spec
 from ..models.stages import classes_at_input_size, input_size_errors
+from ..naming import artifact_name
 from ..weights import resolve_weights
 from . import int8
 from .calibration import DEFAULT_CALIB_SIZE, load_calibration
@@ -94,13 +94,6 @@ class ExportResult:
     @property
     def passed(self) -> bool | None:
         return None if self.check is None else self.check.passed
-
-
-def artifact_name(model: str, precision: str, q_dq_form: str = int8.DEFAULT_TARGET) -> str:
-    """`<model>-<precision>.onnx`; the int8 Q/DQ form for ONNX Runtime's CPU path is `<model>-int8-cpu.onnx`, so
-    exporting both forms into one folder keeps both."""
-    form = f"-{q_dq_form}" if precision == "int8" and q_dq_form != int8.DEFAULT_TARGET else ""
-    return f"{model}-{precision}{form}.onnx"
 
 
 def failed_name(path: Path) -> Path:

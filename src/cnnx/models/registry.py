@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from torch import nn
 
-from ..data import (IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD,  # noqa: F401 (re-exported)
-                    Preprocess, imagenet_preprocess)
+from ..data import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, Preprocess, imagenet_preprocess  # noqa: F401 (re-exported)
 from ..errors import UsageError
 
 # Family modules, in the order of the source post; each defines SPECS: list[ModelSpec].

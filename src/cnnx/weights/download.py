@@ -22,9 +22,9 @@ import http.client
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.error import HTTPError, URLError
 
 from ..artifacts import HOME_ENV, cache_home, sha256_file, write_json

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ...artifacts import atomic_path, prepare_output_dir, sha256_file, tool_versions, utc_now
 from ...errors import BackendUnavailable, UsageError
 from ...manifest import OnnxManifest, PlanManifest, TensorSpec, manifest_path, read_manifest, write_manifest
+from ...naming import plan_filename
 from . import major_version, require_tensorrt, require_version, unavailable_reason
 from .log import shared_logger
-from .plan import (DEFAULT_OUT_DIR, HARDWARE_COMPAT, BatchProfile, make_profile, plan_filename, read_timing_cache,
-                   timing_cache_lock, timing_cache_path, write_timing_cache)
+from .plan import (
+    DEFAULT_OUT_DIR,
+    HARDWARE_COMPAT,
+    BatchProfile,
+    make_profile,
+    read_timing_cache,
+    timing_cache_lock,
+    timing_cache_path,
+    write_timing_cache,
+)
 
 Progress = Callable[[str], None]
 
@@ -76,6 +85,11 @@ class OnnxSource:
     input_shape: list
     manifest: OnnxManifest | None
     sha256: str
+
+    @property
+    def stem(self) -> str:
+        """The manifest's artifact stem (with the int8 form), else the file's stem: its plan is named after it."""
+        return self.manifest.stem if self.manifest else self.path.stem
 
 
 def describe_onnx(onnx_path: str | Path) -> OnnxSource:
@@ -170,7 +184,7 @@ def build_engine(onnx_path: str | Path, *, out_dir: str | Path = DEFAULT_OUT_DIR
     gpu = {"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability"), "cuda": gpu.get("cuda"),
            "driver": gpu.get("driver")}
     trt_version = str(trt.__version__)
-    plan_path = out / plan_filename(source.model, source.precision, min_batch, max_batch)
+    plan_path = out / plan_filename(source.stem, min_batch, max_batch)
     if reuse:
         existing = reusable_plan(plan_path, source.sha256, profile_spec, flags, trt_version, gpu)
         if existing is not None:
@@ -229,6 +243,7 @@ def build_engine(onnx_path: str | Path, *, out_dir: str | Path = DEFAULT_OUT_DIR
         input=TensorSpec(profile_spec.input_name, ("batch", *profile_spec.dims)),
         output=source.manifest.output if source.manifest else None,
         preprocess=source.manifest.preprocess if source.manifest else None,
+        q_dq_form=source.manifest.q_dq_form if source.manifest else None,
         profile=profile_spec.to_dict(),
         tensorrt={"version": trt_version, "strongly_typed": True},
         gpu=gpu, build_flags=flags,

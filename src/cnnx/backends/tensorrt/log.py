@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 _SHARED: tuple[object, object] | None = None  # (tensorrt module, its logger)
 _LOCK = threading.Lock()

@@ -73,11 +73,6 @@ def batch_problem(batch: int, min_batch: int, max_batch: int) -> str | None:
             "are allowed)")
 
 
-def plan_filename(model: str, precision: str | None, min_batch: int, max_batch: int) -> str:
-    stem = f"{model}-{precision}" if precision else model
-    return f"{stem}-b{min_batch}-{max_batch}.plan"
-
-
 def timing_cache_path(out_dir: str | Path, trt_version: str, compute_capability: str) -> Path:
     """One cache per TensorRT version and GPU architecture: a cache is only valid for the pair that wrote it,
     and engines of every model share it (kernel timings are keyed by layer configuration, not by model)."""
