@@ -29,7 +29,6 @@ import numpy as np
 from ..backends.base import serial_calls
 
 UNSTABLE_COV_PCT = 2.5
-PERCENTILES = (90, 95, 99)
 ROUND_SETTLE_MS = 50.0
 
 # A block of timed calls: block(seconds, min_calls) -> (latency of each completed call in ms, wall seconds)

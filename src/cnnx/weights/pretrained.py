@@ -122,10 +122,6 @@ def _load() -> _Registry:
     return _REGISTRY
 
 
-def all_weights() -> list[PretrainedWeights]:
-    return list(_load().weights)
-
-
 def weights_for(model: str) -> list[PretrainedWeights]:
     """Every published weights entry of a zoo model (none for models without public weights)."""
     name = get_spec(model).name
