@@ -124,7 +124,7 @@ class Export:
             try:
                 stderr = self.process.communicate(timeout=5)[1]
             except subprocess.TimeoutExpired as late:
-                stderr = late.stderr if isinstance(late.stderr, str) else (late.stderr or b"").decode(errors="replace")
+                stderr = (late.stderr or b"").decode(errors="replace")  # what it wrote before the timeout
             self.process.kill()
             self.process.wait()
             signals = [line for line in status.splitlines() if line.startswith(("State", "Sig"))]

@@ -73,6 +73,11 @@ class _Manifest:
     KIND: ClassVar[str]
     DESCRIPTION: ClassVar[str]
 
+    @property
+    def stem(self) -> str:
+        """The artifact's name without suffix (naming.py), from which its plan's and Triton model's names come."""
+        return artifact_stem(self.model, self.precision, self.q_dq_form)
+
     def to_dict(self) -> dict:
         data = {"format": FORMAT, "kind": self.KIND}
         for f in dataclasses.fields(self):
@@ -149,11 +154,6 @@ class OnnxManifest(_Manifest):
         """int8: the Q/DQ form ("tensorrt" or "cpu"); None for the other precisions."""
         return self.precision_details.get("target") if self.precision == "int8" else None
 
-    @property
-    def stem(self) -> str:
-        """The artifact's name without suffix, from which its plan's and Triton model's names come."""
-        return artifact_stem(self.model, self.precision, self.q_dq_form)
-
 
 @dataclass
 class PlanManifest(_Manifest):
@@ -181,10 +181,6 @@ class PlanManifest(_Manifest):
     created: str
     labels: list | None = None  # class names by index, from the source ONNX manifest
     q_dq_form: str | None = None  # int8: the source's Q/DQ form
-
-    @property
-    def stem(self) -> str:
-        return artifact_stem(self.model, self.precision, self.q_dq_form)
 
     @property
     def min_batch(self) -> int:

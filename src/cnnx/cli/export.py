@@ -115,10 +115,10 @@ def check_cmd(targets, check_all, precision, images, weights, pretrained, backen
 
     from ..artifacts import cache_home
     from ..check import check_artifact
-    from ..export import int8
     from ..export.pipeline import ExportOptions, export_model
     from ..manifest import OnnxManifest, read_manifest
     from ..models.registry import get_spec, list_models
+    from ..naming import DEFAULT_Q_DQ_FORM
     from ..weights import weights_for
 
     names = [s.name for s in list_models() if not pretrained or weights_for(s.name)] if check_all else []
@@ -155,7 +155,7 @@ def check_cmd(targets, check_all, precision, images, weights, pretrained, backen
                                     weights=weights, pretrained=pretrained,
                                     thresholds={p: thresholds_from(limits, p) for p in precisions},
                                     calib_data="samples" if "int8" in precisions else None, target="onnx",
-                                    int8_target=int8.DEFAULT_TARGET)
+                                    int8_target=DEFAULT_Q_DQ_FORM)
             results += [r.check if on_ort else
                         check_artifact(r.path, images=images, backend=backend,
                                        thresholds=thresholds_from(limits, r.manifest.precision), progress=progress)

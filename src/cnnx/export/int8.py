@@ -55,7 +55,6 @@ from .calibration import CalibrationSet
 
 TARGETS = ("tensorrt", "cpu")
 METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_TARGET = DEFAULT_Q_DQ_FORM  # the form whose artifact name has no suffix (naming.py)
 DEFAULT_METHOD = "minmax"
 TARGET_SQNR_DB = 30.0
 RESCUE_MAX_SHARE = 0.25  # at most this share of the quantizable nodes is kept in float
@@ -427,7 +426,7 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
     float_macs = sum(macs.get(n, 0) for n in exclude_list)
     q = target_options(target)
     return {
-        "target": target, "target_is_default": target == DEFAULT_TARGET,
+        "target": target, "target_is_default": target == DEFAULT_Q_DQ_FORM,
         "form": ("int8 symmetric activations and weights (zero points 0), per-channel weights on axis 0, "
                  "float biases: the Q/DQ form TensorRT's parser accepts; Q/DQ on the inputs of weighted layers, "
                  "not their outputs; residual Add/Mul in float") if target == "tensorrt" else

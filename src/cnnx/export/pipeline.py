@@ -30,7 +30,7 @@ from ..hold import hold_point
 from ..manifest import OnnxManifest, TensorSpec, write_manifest
 from ..models.registry import get_spec
 from ..models.stages import classes_at_input_size, input_size_errors
-from ..naming import artifact_name
+from ..naming import DEFAULT_Q_DQ_FORM, artifact_name
 from ..weights import resolve_weights
 from . import int8
 from .calibration import DEFAULT_CALIB_SIZE, load_calibration
@@ -81,7 +81,7 @@ class ExportOptions:
 
     @property
     def q_dq_form(self) -> str:
-        return self.int8_target or ("cpu" if self.target == "onnx" else int8.DEFAULT_TARGET)
+        return self.int8_target or ("cpu" if self.target == "onnx" else DEFAULT_Q_DQ_FORM)
 
 
 @dataclass
