@@ -1,9 +1,9 @@
 """Every zoo model in fp32, bf16 and int8 on ONNX Runtime and OpenVINO, at batch 1 and 32, against eager
-PyTorch fp32 and OpenVINO's own NNCF int8 of the same fp32 file: tables under docs/, a plot, the README block.
+PyTorch fp32 and OpenVINO's own NNCF int8 of the same fp32 file: tables, JSON and a plot in docs/results/.
 
     pip install -e ".[bench]"          # nncf (no torch: it quantizes OpenVINO models)
     python scripts/bench_zoo.py [--models a,b] [--threads N] [--duration 5] [--rounds 5] [--batches 1,32]
-                                [--modes latency[,throughput]] [--out DIR] [--resume] [--docs DIR] [--readme]
+                                [--modes latency[,throughput]] [--out DIR] [--resume] [--docs DIR]
 
 Per model, in one process and one interleaved run (cnnx bench: every case once per round, medians of the
 round medians): eager PyTorch fp32 (the baseline); cnnx's fp32 ONNX on ONNX Runtime and OpenVINO, with
@@ -13,7 +13,7 @@ fp32 file read by OpenVINO, calibrated on the same 64 tensors, default settings)
 SQNR against eager fp32 on the 4 held-out sample photos (`cnnx.data.sample_split`), which neither calibration
 saw. Roofline: the model's MACs (ModelSpec.gmacs) per second against the machine's peak for the precision
 (`cnnx.hardware.peak_compute`, which states its assumptions). Seeded weights: speed does not depend on the
-weight values; SQNR does (see the INT8 section of the README).
+weight values; SQNR does (see docs/guides/int8.md).
 
 Targets, judged per model at batch 1: the best int8 artifact >= 3x its own fp32 ONNX Runtime latency, and
 no slower than NNCF-native. The script prints where each is met and not.
@@ -260,8 +260,8 @@ def nncf_version() -> str:
         return "not installed"
 
 
-def write_docs(results: list[dict], args, docs: Path) -> str:
-    """docs/bench_zoo.md, .json, .png; returns the README block."""
+def write_docs(results: list[dict], args, docs: Path) -> None:
+    """docs/results/bench_zoo.md, .json, .png."""
     machine = results[0]["report"]["machine"]
     summaries = [summarize(r, machine, args.threads) for r in results]
     head = header(machine, args, results)
@@ -281,9 +281,6 @@ def write_docs(results: list[dict], args, docs: Path) -> str:
     (docs / "bench_zoo.md").write_text("\n".join(doc))
     (docs / "bench_zoo.json").write_text(json.dumps({"summaries": summaries, "results": results}, indent=1))
     write_plot(results, summaries, docs / "bench_zoo.png", describe(machine))
-    return "\n".join([*head, "", legend, "", *summary, "", beats_nncf_sentence(summaries), "",
-                      "Per-case tables: `docs/bench_zoo.md`; plot: `docs/bench_zoo.png`.", "",
-                      "![zoo speed](docs/bench_zoo.png)"])
 
 
 def write_plot(results: list[dict], summaries: list[dict], path: Path, machine: str) -> None:
@@ -336,8 +333,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="artifact folder, kept and reused (default: temporary)")
     parser.add_argument("--resume", action="store_true", help="reuse results already in --out/bench-zoo/")
     parser.add_argument("--no-nncf", action="store_true", help="leave out NNCF's int8 (no nncf installed)")
-    parser.add_argument("--docs", default=str(ROOT / "docs"), help="where bench_zoo.md/.json/.png go")
-    parser.add_argument("--readme", action="store_true", help="also replace the BENCHZOO block of README.md")
+    parser.add_argument("--docs", default=str(ROOT / "docs" / "results"), help="where bench_zoo.md/.json/.png go")
     args = parser.parse_args()
     args.batches = tuple(int(b) for b in args.batches.split(","))
     args.modes = tuple(args.modes.split(","))
@@ -358,14 +354,8 @@ def main() -> None:
             summary = summarize(result, result["report"]["machine"], args.threads)
             log(f"{name}: {result['seconds']:.0f} s; best {summary.get('best')} {fmt(summary.get('best_ms'), '.2f')} ms, "
                 f"{fmt(summary.get('speedup'), '.2f', 'x')} eager; targets: {'; '.join(verdicts(summary))}")
-    block = write_docs(results, args, Path(args.docs))
+    write_docs(results, args, Path(args.docs))
     print_targets([summarize(r, results[0]["report"]["machine"], args.threads) for r in results])
-    if args.readme:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from zoo_table import publish
-
-        sys.argv.append("--readme")
-        publish("BENCHZOO", block)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`cnnx export` against the fastest hand-written pipeline that does the same work, side by side in one run.
 
-    python scripts/export_speed.py [--rounds 3] [--cases resnet50-fp32,fp16 ...] [--markdown docs/export_speed.md]
+    python scripts/export_speed.py [--rounds 3] [--cases resnet50-fp32,fp16 ...]
+        [--markdown docs/results/export_speed.md]
     python scripts/export_speed.py --exporters [MODEL ...]   # the exporters alone, for the choice of exporter
 
 Each case runs both ways in fresh processes (what a user waits for: interpreter start, imports, the work),

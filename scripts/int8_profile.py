@@ -2,7 +2,7 @@
 
     pip install -e ".[bench]"     # nncf, for OpenVINO's own int8 of the same fp32 file
     python scripts/int8_profile.py [--model resnet50] [--threads N] [--runs 40] [--batch 1] [--out DIR]
-                                   [--doc docs/int8_profile.md]
+                                   [--doc docs/results/int8_profile.md]
 
 Profiles, side by side in one process, runs alternating between the models so that a busy machine slows
 them alike (per-layer medians over --runs inferences):
@@ -257,7 +257,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--out", default=None, help="artifact folder, kept and reused (default: temporary)")
-    parser.add_argument("--doc", default=str(ROOT / "docs" / "int8_profile.md"))
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "results" / "int8_profile.md"))
     args = parser.parse_args()
     warmup = 5
     with tempfile.TemporaryDirectory(prefix="cnnx-int8-profile-") as tmp:

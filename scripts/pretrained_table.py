@@ -1,10 +1,11 @@
-"""Write the README's table of published weights from the registry (cnnx/data/pretrained_weights.json).
+"""Write the docs' table of published weights from the registry (cnnx/data/pretrained_weights.json).
 
     python scripts/pretrained_table.py            # print the markdown table
-    python scripts/pretrained_table.py --readme   # replace the table between the PRETRAINED markers in README.md
+    python scripts/pretrained_table.py --write    # replace the PRETRAINED block of docs/guides/weights.md
 """
 
 import re
+import sys
 
 from cnnx.weights.pretrained import shipped_weights
 
@@ -40,6 +41,6 @@ def pretrained_markdown() -> str:
 
 
 if __name__ == "__main__":
-    from zoo_table import publish  # scripts/ is on sys.path when this file runs
+    from docs_blocks import publish  # scripts/ is on sys.path when this file runs
 
-    publish("PRETRAINED", pretrained_markdown())
+    publish("guides/weights.md", "PRETRAINED", pretrained_markdown(), write="--write" in sys.argv)

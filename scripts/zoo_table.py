@@ -1,14 +1,13 @@
-"""Write the zoo table of the README from the registry (so it is never typed by hand).
+"""Write the zoo table of the docs from the registry (so it is never typed by hand).
 
     python scripts/zoo_table.py            # print the markdown table
-    python scripts/zoo_table.py --readme   # replace the table between the ZOO markers in README.md
+    python scripts/zoo_table.py --write    # replace the table between the ZOO markers in docs/guides/zoo.md
 """
 
-import re
 import sys
-from pathlib import Path
 
 from cnnx import list_models
+from docs_blocks import publish
 
 
 def zoo_markdown() -> str:
@@ -21,17 +20,5 @@ def zoo_markdown() -> str:
     return "\n".join(rows)
 
 
-def publish(marker: str, content: str) -> None:
-    """With --readme, replace what lies between `<!-- MARKER:BEGIN -->` and `<!-- MARKER:END -->` in README.md
-    with `content`; else print it."""
-    if "--readme" not in sys.argv:
-        print(content)
-        return
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    text = re.sub(rf"(<!-- {marker}:BEGIN -->\n).*?(<!-- {marker}:END -->)", lambda m: m[1] + content + "\n" + m[2],
-                  readme.read_text(), flags=re.S)
-    readme.write_text(text)
-
-
 if __name__ == "__main__":
-    publish("ZOO", zoo_markdown())
+    publish("guides/zoo.md", "ZOO", zoo_markdown(), write="--write" in sys.argv)

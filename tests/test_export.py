@@ -23,7 +23,7 @@ SLOW = {"vgg11", "vgg11-lrn", "vgg16-c", "vgg19", "resnet152", "resnext101-32x8d
 DEPTH_SIBLINGS = {"vgg13": "vgg11", "vgg16": "vgg19", "resnet101": "resnet152", "resnext101-64x4d": "resnext101-32x8d"}
 # fp32 only: their fp16 and int8 conversions meet no layer type that a model exported in all three precisions
 # does not (VGG: vgg11-lrn; bottleneck ResNet: resnet50; ResNeXt: resnext50-32x4d; Inception-ResNet: v1).
-# inception-v3 (the lowest healthy int8 SQNR, docs/int8.md) and the LRN models keep all three.
+# inception-v3 (the lowest healthy int8 SQNR, docs/results/int8.md) and the LRN models keep all three.
 FP32_ONLY = {"vgg11", "vgg16-c", "vgg19", "resnet152", "resnext101-32x8d", "inception-resnet-v2"}
 ALL_PRECISIONS = ("fp32", "fp16", "int8")
 

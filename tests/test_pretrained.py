@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import shutil
 import socket
@@ -359,13 +358,3 @@ def test_list_and_info_show_published_weights(run_cli):
     irv2 = cnnx.pretrained_weights("inception-resnet-v2").to_dict()
     assert irv2["license"] == "Apache-2.0" and irv2["published_hash"] == irv2["sha256"]
 
-
-def test_readme_table_is_the_registry():
-    """The README's table of weights is generated from the registry file and must not drift from it."""
-    root = Path(__file__).parents[1]
-    spec = importlib.util.spec_from_file_location("pretrained_table", root / "scripts" / "pretrained_table.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    readme = (root / "README.md").read_text()
-    table = readme.split("<!-- PRETRAINED:BEGIN -->\n")[1].split("<!-- PRETRAINED:END -->")[0]
-    assert table.strip() == script.pretrained_markdown(), "run: python scripts/pretrained_table.py --readme"

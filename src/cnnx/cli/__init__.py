@@ -66,7 +66,7 @@ def describe_failure(exc: BaseException) -> tuple[str, str, str | None, int]:
 
 @click.group(cls=CnnxGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="cnnx")
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--debug", is_flag=True, default=False, help="Show full tracebacks on errors.")
 def cli(debug: bool) -> None:
     """Export, verify, measure and deploy the classic CNNs."""
 

@@ -68,7 +68,7 @@ class StageProgress:
 
 
 def json_option(fn):
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)
+    return click.option("--json", "as_json", is_flag=True, default=False, help="Machine-readable output.")(fn)
 
 
 def _pretrained_value(ctx, param, value):

@@ -123,12 +123,13 @@ def _batch_list(text: str | None) -> tuple[int, ...] | None:
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--repo", "repo", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Model repository folder (created if missing).")
-@click.option("--name", default=None, help="Model name (one artifact only). Default: <model>-<precision>.")
+@click.option("--name", default=None,
+              help="Model name (one artifact only). Default: the artifact's file name without its suffix.")
 @click.option("--backend", type=click.Choice(TRITON_ONNX_BACKENDS), default="onnxruntime",
               show_default=True, help="What runs an ONNX artifact: Triton's onnxruntime or openvino backend, or "
                                       "with --python the runtime of cnnx.load inside model.py. Plans always use "
                                       "TensorRT.")
-@click.option("--python", "python_kind", is_flag=True,
+@click.option("--python", "python_kind", is_flag=True, default=False,
               help="The python kind: Triton's python backend runs the ONNX artifact with cnnx.load (model.py), "
                    "taking preprocessed tensors or encoded image files (image_bytes) and answering logits and "
                    "the top-k labels and probabilities.")
@@ -148,7 +149,7 @@ def _batch_list(text: str | None) -> tuple[int, ...] | None:
               help="Instance kind: auto = GPU for plans, CPU for ONNX.")
 @click.option("--warmup", type=click.Choice(["random", "zero", "none"]), default="random", show_default=True,
               help="Warm-up data Triton runs through the model at load (the smallest and the largest batch).")
-@click.option("--force", is_flag=True, help="Replace an existing model folder of the same name.")
+@click.option("--force", is_flag=True, default=False, help="Replace an existing model folder of the same name.")
 @json_option
 def triton_cmd(artifacts: tuple[Path, ...], repo: Path, name: str | None, backend: str, python_kind: bool,
                topk: int | None, max_batch: int | None, preferred_batch: str | None, queue_delay_us: int,

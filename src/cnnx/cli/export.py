@@ -24,7 +24,7 @@ from .common import (
 
 @click.command("export")
 @click.argument("name")
-@click.option("--fp16", is_flag=True, help="Write the fp16 variant (fp32 inputs/outputs).")
+@click.option("--fp16", is_flag=True, default=False, help="Write the fp16 variant (fp32 inputs/outputs).")
 @click.option("--precision", default=None, help="Comma-separated precisions to write, e.g. fp32,fp16.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="A torchvision/timm state-dict file (.pth/.safetensors) to load.")
@@ -37,23 +37,24 @@ from .common import (
                    "cnnx.load(...).classify, triton and eval use them).")
 @click.option("--out", "out_dir", default="export", show_default=True, help="Output folder.")
 @click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset.")
-@click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
-@click.option("--no-check", is_flag=True, help="Skip the parity check against eager PyTorch.")
+@click.option("--no-simplify", is_flag=True, default=False, help="Skip onnxsim.")
+@click.option("--no-check", is_flag=True, default=False, help="Skip the parity check against eager PyTorch.")
 @click.option("--images", type=click.Path(), default=None, help="Folder of images for the parity check.")
-@click.option("--int8", "int8_flag", is_flag=True, help="Write the int8 Q/DQ variant (needs --calib-data).")
+@click.option("--int8", "int8_flag", is_flag=True, default=False,
+              help="Write the int8 Q/DQ variant (needs --calib-data).")
 @click.option("--calib-data", default=None,
               help="INT8 calibration data: an image folder, FILE.npy/.npz (preprocessed NCHW), 'samples' "
                    "(the shipped photos) or 'random' (noise; explicit only).")
 @click.option("--calib-size", type=click.IntRange(1), default=64, show_default=True, help="Calibration tensors to use.")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
-              show_default=True)
+              show_default=True, help="How activation ranges are set from the calibration tensors.")
 @click.option("--int8-target", type=click.Choice(["tensorrt", "cpu"]), default=None,
               help="Q/DQ form: tensorrt (symmetric int8) or cpu (uint8 activations, ONNX Runtime's fast path). "
                    "Default: cpu with --target onnx, else tensorrt.")
 @click.option("--int8-exclude", default=None,
               help="'auto' (keep the most harmful layers in float until 30 dB SQNR) or NODE,NODE,...")
-@click.option("--recalibrate", is_flag=True, help="Ignore the calibration cache.")
-@click.option("--force", is_flag=True,
+@click.option("--recalibrate", is_flag=True, default=False, help="Ignore the calibration cache.")
+@click.option("--force", is_flag=True, default=False,
               help="Export again even when the output folder holds an up-to-date artifact (same model, weights, "
                    "options and tool versions), which is otherwise reused.")
 @click.option("--target", type=click.Choice(["auto", "tensorrt", "onnx"]), default="auto", show_default=True,
@@ -93,7 +94,7 @@ def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, in
 
 @click.command("check")
 @click.argument("targets", nargs=-1)
-@click.option("--all", "check_all", is_flag=True, help="Export and check every zoo model.")
+@click.option("--all", "check_all", is_flag=True, default=False, help="Export and check every zoo model.")
 @click.option("--precision", default="fp32,fp16", show_default=True,
               help="Precisions to export and check for MODEL names (files carry their own).")
 @click.option("--images", type=click.Path(), default=None, help="Folder of images (default: shipped photos).")

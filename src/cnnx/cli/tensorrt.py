@@ -21,12 +21,13 @@ from .common import StageProgress, console, emit_json, err_console, json_option,
               help="Workspace memory pool limit in MiB (default: TensorRT's, all device memory).")
 @click.option("--opt-level", "optimization_level", type=int, default=3, show_default=True,
               help="Builder optimization level 0..5 (higher: longer build, maybe faster engine).")
-@click.option("--no-timing-cache", is_flag=True, help="Neither read nor write the timing cache in --out.")
-@click.option("--no-tf32", is_flag=True, help="Disallow TF32 in fp32 layers (strict fp32 parity).")
+@click.option("--no-timing-cache", is_flag=True, default=False,
+              help="Neither read nor write the timing cache in --out.")
+@click.option("--no-tf32", is_flag=True, default=False, help="Disallow TF32 in fp32 layers (strict fp32 parity).")
 @click.option("--hardware-compat", "hardware_compatibility", type=click.Choice(["ampere+", "same-cc"]),
               default=None,
               help="Let other GPUs load the plan (ampere+: compute capability >= 8.0; same-cc: this one); slower.")
-@click.option("--version-compatible", is_flag=True,
+@click.option("--version-compatible", is_flag=True, default=False,
               help="Let later TensorRT versions of the same major version load the plan; slower.")
 @click.option("--out", "out_dir", default="engines", show_default=True, help="Output folder.")
 @json_option
