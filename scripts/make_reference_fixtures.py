@@ -70,26 +70,25 @@ def _timm(model_name: str, **kwargs):
     return build
 
 
-# (cnnx name, library, builder name, constructor kwargs, native input size, builder)
 _INCEPTION_KW = dict(aux_logits=True, transform_input=False, init_weights=False)
-ARCHITECTURES = [
-    ("alexnet-tv", "torchvision", "alexnet", {}, 224),
-    ("vgg11", "torchvision", "vgg11", {}, 224),
-    ("vgg13", "torchvision", "vgg13", {}, 224),
-    ("vgg16", "torchvision", "vgg16", {}, 224),
-    ("vgg19", "torchvision", "vgg19", {}, 224),
-    ("googlenet-tv", "torchvision", "googlenet", _INCEPTION_KW, 224),
-    ("inception-v3", "torchvision", "inception_v3", _INCEPTION_KW, 299),
-    ("resnet18", "torchvision", "resnet18", {}, 224),
-    ("resnet34", "torchvision", "resnet34", {}, 224),
-    ("resnet50", "torchvision", "resnet50", {}, 224),
-    ("resnet101", "torchvision", "resnet101", {}, 224),
-    ("resnet152", "torchvision", "resnet152", {}, 224),
-    ("resnext50-32x4d", "torchvision", "resnext50_32x4d", {}, 224),
-    ("resnext101-32x8d", "torchvision", "resnext101_32x8d", {}, 224),
-    ("resnext101-64x4d", "torchvision", "resnext101_64x4d", {}, 224),
-    ("inception-resnet-v2", "timm", "inception_resnet_v2", {}, 299),
-]
+BUILDER_KWARGS = {"googlenet": _INCEPTION_KW, "inception_v3": _INCEPTION_KW}  # the rest take none
+
+
+def _architectures() -> list[tuple[str, str, str, dict, int]]:
+    """(cnnx name, library, builder name, constructor kwargs, native input size) of every zoo model whose spec
+    names the public checkpoint it loads (ModelSpec.checkpoint, e.g. "torchvision resnext50_32x4d")."""
+    sys.path.insert(0, str(ROOT / "src"))  # reading the specs needs only torch, which this environment has
+    from cnnx.models.registry import list_models
+
+    rows = []
+    for spec in list_models():
+        if spec.checkpoint:
+            library, builder = spec.checkpoint.split()
+            rows.append((spec.name, library, builder, BUILDER_KWARGS.get(builder, {}), spec.input_size))
+    return rows
+
+
+ARCHITECTURES = _architectures()
 
 
 def _library_version(library: str) -> str:

@@ -22,7 +22,7 @@ import torch
 import cnnx
 from cnnx.data import IMAGENET_MEAN, IMAGENET_STD
 from cnnx.errors import DownloadFailed, UsageError
-from cnnx.models.registry import get_spec
+from cnnx.models.registry import get_spec, list_models
 from cnnx.weights import pretrained as registry
 from cnnx.weights.download import cache_dir
 
@@ -131,14 +131,13 @@ def logits(model):
 
 # --- the registry ----------------------------------------------------------------------------------------
 
-ISSUE_MODELS = {"alexnet-tv", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet-tv", "inception-v3", "resnet18",
-                "resnet34", "resnet50", "resnet101", "resnet152", "resnext50-32x4d", "resnext101-32x8d",
-                "resnext101-64x4d", "inception-resnet-v2"}
+# The zoo's models that load a publisher's checkpoint (ModelSpec.checkpoint): each must have its weights listed.
+MODELS_WITH_CHECKPOINTS = {s.name for s in list_models() if s.checkpoint}
 
 
 def test_every_shipped_entry_is_complete_and_consistent():
     entries = registry.shipped_weights()
-    assert {w.model for w in entries if w.classification} == ISSUE_MODELS
+    assert {w.model for w in entries if w.classification} == MODELS_WITH_CHECKPOINTS
     for w in entries:
         spec = get_spec(w.model)
         assert registry.problems(w) == [], (w.model, w.version)
@@ -155,7 +154,7 @@ def test_every_shipped_entry_is_complete_and_consistent():
         else:
             assert round(counted / 1e6, 2) == w.num_params_m, w.model
         assert w.source and w.license and w.license_note
-    for model in ISSUE_MODELS:
+    for model in MODELS_WITH_CHECKPOINTS:
         assert sum(w.default for w in registry.weights_for(model)) == 1, model
 
 
@@ -344,7 +343,7 @@ def test_list_and_info_show_published_weights(run_cli):
     listed = {m["name"]: m["pretrained"] for m in json.loads(run_cli("list", "--json").stdout)}
     assert listed["alexnet"] is None and listed["resnet50"]["default"] == "v2"
     assert listed["resnet50"]["top1"] == 80.858 and listed["inception-resnet-v2"]["top1"] == 80.434
-    assert {m for m, w in listed.items() if w} == ISSUE_MODELS
+    assert {m for m, w in listed.items() if w} == MODELS_WITH_CHECKPOINTS
     table = run_cli("list").stdout
     assert "80.86% (v2)" in table
     info = json.loads(run_cli("info", "resnet50", "--json").stdout)

@@ -111,8 +111,16 @@ def _read_file() -> dict:
 
 
 def shipped_weights() -> list[PretrainedWeights]:
-    """The entries of cnnx/data/pretrained_weights.json (without any registered at run time)."""
-    return [PretrainedWeights(**entry) for entry in _read_file()["weights"]]
+    """The entries of cnnx/data/pretrained_weights.json (without any registered at run time), each completed by
+    its publisher's defaults: what every entry of that publisher shares unless it says otherwise."""
+    data = _read_file()
+    return [PretrainedWeights(**_with_defaults(entry, data.get("defaults", {}).get(entry["publisher"], {})))
+            for entry in data["weights"]]
+
+
+def _with_defaults(entry: dict, defaults: dict) -> dict:
+    transform = {**defaults.get("transform", {}), **entry.get("transform", {})}
+    return {**defaults, **entry, "transform": transform}
 
 
 def _load() -> _Registry:
@@ -204,7 +212,8 @@ def unregister(entry: PretrainedWeights) -> None:
         registry.weights.remove(entry)
 
 
-def _models_with_weights() -> list[str]:
+def models_with_weights() -> list[str]:
+    """The zoo models that have published classification weights, in registry order."""
     return list(dict.fromkeys(w.model for w in _load().weights if w.classification))
 
 
@@ -221,14 +230,14 @@ def pretrained_weights(model: str, choice: bool | str = True) -> PretrainedWeigh
     spec = get_spec(model)
     entries = weights_for(spec.name)
     if not entries:
-        family = [m for m in _models_with_weights() if get_spec(m).family == spec.family]
+        family = [m for m in models_with_weights() if get_spec(m).family == spec.family]
         closest = difflib.get_close_matches(spec.name, family, n=len(family), cutoff=0) if family else []
         if closest:
             hint = (f"{', '.join(closest)} {'has' if len(closest) == 1 else 'have'} published weights "
                     f"(e.g. cnnx export {closest[0]} --pretrained); without --pretrained, {spec.name} is "
                     "initialised from --seed")
         else:
-            hint = (f"no {spec.family} model has published weights; these do: {', '.join(_models_with_weights())}"
+            hint = (f"no {spec.family} model has published weights; these do: {', '.join(models_with_weights())}"
                     f"; without --pretrained, {spec.name} is initialised from --seed")
         raise UsageError(f"'{spec.name}' has no published ImageNet weights ({spec.variant})", hint)
     if choice is True or str(choice).strip().lower() == DEFAULT:
