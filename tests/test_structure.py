@@ -1,5 +1,5 @@
-"""The shape of the code: no import cycles in src/cnnx, each backend named once, one naming function, typed
-manifests, and the Python export use case doing exactly what `cnnx export` does."""
+"""The shape of the code: no import cycles in src/cnnx, each backend, precision and Q/DQ form named once, one
+naming function, typed manifests, and the Python export use case doing exactly what `cnnx export` does."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from cnnx.backends import BACKENDS
 from cnnx.errors import UsageError
 from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.manifest import FORMAT, OnnxManifest, manifest_path, parse_manifest, read_manifest
+from cnnx.precisions import PRECISIONS, Q_DQ_FORMS
 
 SRC = Path(__file__).parents[1] / "src" / "cnnx"
 
@@ -78,16 +79,37 @@ def test_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def literal_collections(path: Path):
+    """(line, the string constants) of every tuple, list, set and dict literal (its keys) in a source file."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
+            elements = node.keys if isinstance(node, ast.Dict) else node.elts
+            yield node.lineno, [e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+
+
 def test_each_backend_is_named_once_in_src():
     """No list of backend names outside the registry: CLI choices, bench, doctor, runtime and triton read it."""
     for path in SRC.rglob("*.py"):
         if path in (SRC / "backends" / "__init__.py", SRC / "artifacts.py"):  # artifacts: Python package names
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
-                elements = node.keys if isinstance(node, ast.Dict) else node.elts
-                names = [e.value for e in elements if isinstance(e, ast.Constant) and e.value in BACKENDS]
-                assert len(names) < 2, f"{path.relative_to(SRC)}:{node.lineno} lists backends {names}"
+        for line, constants in literal_collections(path):
+            names = [c for c in constants if c in BACKENDS]
+            assert len(names) < 2, f"{path.relative_to(SRC)}:{line} lists backends {names}"
+
+
+def test_each_precision_and_q_dq_form_is_named_once_in_src():
+    """No list of precisions or Q/DQ forms outside the precision registry: export's and bench's precisions, the
+    CLI's choices and the parity gates read it (a new precision cannot miss its gate or a choice list)."""
+    allowed = {SRC / "precisions.py",
+               SRC / "backends" / "__init__.py",  # the backend registry: which precisions each backend does not run
+               SRC / "hardware.py"}  # peak compute of the CPU's number formats, not a list of cnnx precisions
+    for path in SRC.rglob("*.py"):
+        if path in allowed:
+            continue
+        for line, constants in literal_collections(path):
+            for kind, registry in (("precisions", PRECISIONS), ("Q/DQ forms", Q_DQ_FORMS)):
+                names = [c for c in constants if c in registry]
+                assert len(names) < 2, f"{path.relative_to(SRC)}:{line} lists {kind} {names}"
 
 
 def names_an_artifact(node: ast.JoinedStr) -> bool:

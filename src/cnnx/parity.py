@@ -15,44 +15,15 @@ Metrics (over all samples of a batch of logits, shape N x C):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
+
+from .precisions import PRECISIONS, Thresholds
 
 SQNR_CAP_DB = 200.0
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Pass limits for one precision. None means the metric is reported but not judged."""
-
-    max_rel: float | None = None
-    min_cosine: float | None = None
-    min_sqnr_db: float | None = None
-    min_top1: float | None = None
-    min_top5: float | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# Set from docs/results/parity.md (scripts/parity_matrix.py: every zoo model, seeded weights, 10 photos + 2 random
-# inputs). fp32 artifacts differ from eager by float rounding only (worst max_rel 9.1e-6, SQNR >= 94 dB), so
-# fp32 is judged strictly. fp16 keeps ~3 decimal digits; deep seeded ResNets amplify its rounding (worst:
-# resnet152 SQNR 38.8 dB, cosine 0.994, top-1 0.77, top-5 0.88), while a broken conversion (overflow, LRN
-# in fp16) gives NaN or cosine far below 0.9. So fp16 is judged by direction, noise level and top-5.
-# int8 (held-out images only), from docs/results/int8.md (seeded zoo) and docs/results/trained.md (a resnet18 trained
-# on real digits, tests/test_trained.py): healthy artifacts range from 11.9 dB / cosine 0.965 (seeded inception-v3:
-# deep random networks amplify quantization noise) to 37-40 dB / 0.9998 (trained, keeping 100 % of its top-1); the
-# mildest broken quantization, every activation range clipped to 1/2, gives 7.0 dB / cosine 0.40 and already loses 2.8
-# % of the top-1 (clipped to 1/10: -0.1 dB; an outlier-stretched range: 2.9 dB, tests/test_int8.py). 10 dB and 0.95
-# sit between the two, so the default gate fails broken artifacts and passes healthy ones; accuracy itself is `cnnx
-# eval`'s verdict, and --min-sqnr tightens the gate for trained weights.
-DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
-    "fp32": Thresholds(max_rel=1e-4, min_cosine=0.99999, min_sqnr_db=60.0, min_top1=1.0, min_top5=1.0),
-    "fp16": Thresholds(min_cosine=0.99, min_sqnr_db=30.0, min_top1=0.5, min_top5=0.8),
-    "int8": Thresholds(min_cosine=0.95, min_sqnr_db=10.0, min_top5=0.6),
-}
+# The default gate of each precision lives in its registry entry (precisions.py), with its evidence.
+DEFAULT_THRESHOLDS: dict[str, Thresholds] = {name: p.gate for name, p in PRECISIONS.items() if p.gate}
 
 
 def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BackendUnavailable, UsageError
+from ..precisions import PRECISIONS as ALL_PRECISIONS
 from .base import MODES, Runner
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = tuple(ALL_PRECISIONS)  # artifact precisions and runtime hints (precisions.py)
 _BF16_ONLY_OPENVINO = "bf16 is OpenVINO's inference precision hint on an fp32 file; only OpenVINO runs it"
 _ONNX_ONLY = "{precision} is measured through ONNX artifacts, not eager PyTorch"
 

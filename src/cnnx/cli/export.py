@@ -7,6 +7,7 @@ import click
 from ..artifacts import prepare_output_file
 from ..backends import names as backend_names
 from ..errors import CheckFailed, UsageError
+from ..precisions import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, Q_DQ_FORMS
 from .common import (
     SEED,
     StageProgress,
@@ -46,9 +47,9 @@ from .common import (
               help="INT8 calibration data: an image folder, FILE.npy/.npz (preprocessed NCHW), 'samples' "
                    "(the shipped photos) or 'random' (noise; explicit only).")
 @click.option("--calib-size", type=click.IntRange(1), default=64, show_default=True, help="Calibration tensors to use.")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+@click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default=DEFAULT_CALIBRATION_METHOD,
               show_default=True, help="How activation ranges are set from the calibration tensors.")
-@click.option("--int8-target", type=click.Choice(["tensorrt", "cpu"]), default=None,
+@click.option("--int8-target", type=click.Choice(list(Q_DQ_FORMS)), default=None,
               help="Q/DQ form: tensorrt (symmetric int8) or cpu (uint8 activations, ONNX Runtime's fast path). "
                    "Default: cpu with --target onnx, else tensorrt.")
 @click.option("--int8-exclude", default=None,

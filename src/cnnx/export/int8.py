@@ -51,11 +51,12 @@ from ..artifacts import atomic_path
 from ..backends.onnxruntime import OnnxRuntimeRunner
 from ..errors import UsageError
 from ..naming import DEFAULT_Q_DQ_FORM
+from ..precisions import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, Q_DQ_FORMS
 from .calibration import CalibrationSet
 
-TARGETS = ("tensorrt", "cpu")
-METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_METHOD = "minmax"
+TARGETS = tuple(Q_DQ_FORMS)
+METHODS = CALIBRATION_METHODS
+DEFAULT_METHOD = DEFAULT_CALIBRATION_METHOD
 TARGET_SQNR_DB = 30.0
 RESCUE_MAX_SHARE = 0.25  # at most this share of the quantizable nodes is kept in float
 RESCUE_MAX_MAC_SHARE = 0.3  # a rescue that misses the target may leave at most this share of MACs in float

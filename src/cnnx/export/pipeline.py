@@ -31,6 +31,7 @@ from ..manifest import OnnxManifest, TensorSpec, write_manifest
 from ..models.registry import get_spec
 from ..models.stages import classes_at_input_size, input_size_errors
 from ..naming import DEFAULT_Q_DQ_FORM, artifact_name
+from ..precisions import ARTIFACT_PRECISIONS
 from ..weights import resolve_weights
 from . import int8
 from .calibration import DEFAULT_CALIB_SIZE, load_calibration
@@ -40,7 +41,7 @@ from .onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, check_opset, stamp, to
 from .reuse import export_key, folder_digest, up_to_date
 from .simplify import rejected_by_check, simplify
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ARTIFACT_PRECISIONS  # what export writes; bf16 is a runtime hint (precisions.py)
 FP16_PROBE_PHOTOS = 4  # photos whose activation peaks find fp16 overflow risks; more only cost time
 Progress = Callable[[str], None]
 
