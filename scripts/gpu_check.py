@@ -177,9 +177,9 @@ def step_tensorrt(rec: Recorder, args) -> None:
     from cnnx.backends.tensorrt import unavailable_reason
     from cnnx.backends.tensorrt.build import build_engine
     from cnnx.backends.tensorrt.runner import TensorRTRunner
-    from cnnx.check import check_runner, eager_model, reference_data
     from cnnx.export.pipeline import ExportOptions, export_model
     from cnnx.models.registry import get_spec
+    from cnnx.reference import check_runner, eager_model, reference_data
 
     reason = unavailable_reason()
     if reason:

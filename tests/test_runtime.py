@@ -202,6 +202,34 @@ def test_unknown_mode_is_a_usage_error(artifacts):
         cnnx.load(artifacts["fp32"], mode="fast")
 
 
+def test_registry_builds_runners_with_every_option_and_refuses_what_a_backend_lacks(artifacts):
+    """Issue 20: construction options are the Runner contract (RunOptions through the registry), so a backend is
+    never built with options silently dropped: throughput mode reaches ONNX Runtime's callers, and a mode or a
+    precision hint a backend does not have is refused before anything is loaded."""
+    from cnnx.backends import BACKENDS, RunOptions
+
+    with BACKENDS["onnxruntime"].open(artifacts["fp32"], RunOptions(threads=2, mode="throughput")) as runner:
+        assert (runner.mode, runner.concurrency) == ("throughput", 2)
+        assert runner.session.get_session_options().intra_op_num_threads == 1  # one thread per caller
+    assert runner.session is None  # closed at the end of the block
+    with pytest.raises(UsageError, match="onnxruntime-cuda backend has no throughput mode") as err:
+        cnnx.load(artifacts["fp32"], backend="onnxruntime-cuda", mode="throughput")
+    assert "onnxruntime, openvino" in err.value.hint  # where throughput mode exists
+    with pytest.raises(UsageError, match="onnxruntime backend cannot run bf16"):
+        BACKENDS["onnxruntime"].open(artifacts["fp32"], RunOptions(precision_hint="bf16"))
+    with pytest.raises(UsageError, match="openvino backend does not run 'resnet18-fp32.plan'"):
+        BACKENDS["openvino"].open(artifacts["fp32"].with_suffix(".plan"))
+
+
+def test_a_closed_predictor_says_so(artifacts):
+    batch = load_batch(sample_images()[:1], get_spec("resnet18").preprocess)
+    with cnnx.load(artifacts["fp32"]) as predictor:
+        assert predictor(batch).shape == (1, 1000)
+    with pytest.raises(UsageError, match="was closed") as err:
+        predictor(batch)
+    assert "cnnx.load" in err.value.hint
+
+
 # Blocks every import of torch (and its submodules) in a fresh interpreter, as in an install without it.
 NO_TORCH = textwrap.dedent("""
     import importlib.abc, sys
@@ -270,7 +298,7 @@ def test_lazy_package_keeps_its_public_names():
     from cnnx import ModelSpec, create_model, get_spec, list_models  # noqa: F401
 
     for name in ("create_model", "get_spec", "list_models", "ModelSpec", "CnnxError", "UsageError",
-                 "CheckFailed", "BackendUnavailable", "__version__", "load", "Predictor"):
+                 "CheckFailed", "BackendUnavailable", "__version__", "load", "Predictor", "check", "CheckResult"):
         assert hasattr(cnnx, name) and name in cnnx.__all__ and name in dir(cnnx)
     with pytest.raises(AttributeError):
         cnnx.no_such_name  # noqa: B018

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import cnnx
 from cnnx.backends import BACKENDS
 from cnnx.errors import UsageError
 from cnnx.export.pipeline import ExportOptions, export_model
@@ -69,7 +70,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycle_in_src():
     graph = import_graph()
-    assert "cnnx.cli.export" in graph and "cnnx.check" in graph["cnnx.cli.export"]  # the scan sees lazy imports
+    assert "cnnx.cli.export" in graph and "cnnx.checking" in graph["cnnx.cli.export"]  # the scan sees lazy imports
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -112,6 +113,40 @@ def test_each_precision_and_q_dq_form_is_named_once_in_src():
                 assert len(names) < 2, f"{path.relative_to(SRC)}:{line} lists {kind} {names}"
 
 
+def backend_switches(source: str):
+    """(line, code) of each comparison of something named like a backend with a backend's name."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            named = [o.value for o in operands if isinstance(o, ast.Constant) and o.value in BACKENDS]
+            others = " ".join(ast.unparse(o) for o in operands if not isinstance(o, ast.Constant))
+            if named and "backend" in others:
+                yield node.lineno, ast.unparse(node)
+
+
+def test_no_switch_on_backend_names_outside_the_backends():
+    """Issue 20: `artifact_runner` switched on the backend's name, so a backend without its branch was built
+    without its options. A backend's differences live in its registry entry and its Runner, nowhere else."""
+    assert list(backend_switches('if opts.backend == "tensorrt": pass'))
+    for path in SRC.rglob("*.py"):
+        if SRC / "backends" in path.parents:
+            continue
+        for line, code in backend_switches(path.read_text()):
+            raise AssertionError(f"{path.relative_to(SRC)}:{line} switches on a backend name: {code}")
+
+
+def test_every_artifact_backend_implements_the_runner_contract():
+    """A backend that opens files has its own `open(path, RunOptions)`; an eager one builds from a module."""
+    from cnnx.backends.base import Runner
+
+    for name, backend in BACKENDS.items():
+        runner = backend.runner_class()
+        assert runner.backend == name
+        if backend.runs_artifacts:
+            assert runner.open.__func__ is not Runner.open.__func__, f"{name} has no open(path, RunOptions)"
+        assert set(backend.modes) <= {"latency", "throughput"} and "latency" in backend.modes
+
+
 def names_an_artifact(node: ast.JoinedStr) -> bool:
     """An f-string that joins a model and a precision (`f"{model}-{precision}"`) or writes a plan's name."""
     text = ast.unparse(node)
@@ -122,6 +157,10 @@ def names_an_artifact(node: ast.JoinedStr) -> bool:
 def test_artifact_plan_and_triton_names_come_from_one_function():
     """Issue 20: the int8 forms once collided on one plan path and one Triton name because three places built
     names; naming.py is now the only one."""
+    from cnnx.naming import artifact_stem
+
+    assert [artifact_stem("nin", p, "cpu") for p in ("fp32", "fp16", "int8")] == ["nin-fp32", "nin-fp16", "nin-int8-cpu"]
+    assert artifact_stem("nin", "int8", "tensorrt") == "nin-int8" and artifact_stem("nin", None) == "nin"
     assert names_an_artifact(ast.parse('f"{manifest.model}-{manifest.precision}"').body[0].value)
     assert names_an_artifact(ast.parse('f"{stem}-b{lo}-{hi}.plan"').body[0].value)
     for path in SRC.rglob("*.py"):
@@ -158,6 +197,26 @@ def _comparable(manifest: dict) -> dict:
     """A manifest without what differs between two runs of the same export: times and durations."""
     parity = {k: v for k, v in (manifest.get("parity") or {}).items() if k not in ("seconds", "artifact")}
     return {**{k: v for k, v in manifest.items() if k not in ("created", "timings_s")}, "parity": parity}
+
+
+def test_python_check_equals_cli_check(run_cli, tmp_path, monkeypatch):
+    """Issue 20: `cnnx.check(...)` is the whole check use case (files and models, the temporary export, which
+    backend judges); `cnnx check` only parses and renders."""
+    monkeypatch.setenv("CNNX_HOME", str(tmp_path / "home"))
+    artifact = export_model(ExportOptions("nin", out_dir=tmp_path / "out", target="onnx"))[0].path
+    result = run_cli("check", str(artifact), "nin", "--precision", "fp32", "--min-sqnr", "70", "--json")
+    assert result.exit_code == 0, result.output
+    from_cli = json.loads(result.stdout)["results"]
+    from_python = cnnx.check([artifact, "nin"], precisions=("fp32",), thresholds={"min_sqnr_db": 70})
+    assert [r["artifact"] for r in from_cli] == [r.artifact for r in from_python]
+    for cli_result, py_result in zip(from_cli, from_python):
+        assert cli_result["metrics"] == py_result.metrics and cli_result["thresholds"]["min_sqnr_db"] == 70
+    failing = cnnx.check([artifact], thresholds={"min_sqnr_db": 1000})
+    assert not failing[0].passed and "sqnr_db" in failing[0].failures[0]
+    with pytest.raises(UsageError, match="unknown threshold min_snr"):
+        cnnx.check([artifact], thresholds={"min_snr": 3})
+    with pytest.raises(UsageError, match="nothing to check"):
+        cnnx.check([])
 
 
 def test_python_export_equals_cli_export(run_cli, tmp_path):

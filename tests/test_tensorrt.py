@@ -562,13 +562,16 @@ def test_doctor_json_tells_the_truth(run_cli):
     assert set(backends) >= {"torch", "onnxruntime", "openvino", "tensorrt", "onnxruntime-cuda",
                              "onnxruntime-tensorrt", "torch-cudagraph"}
     assert backends["tensorrt"] == {"usable": unavailable_reason() is None, "reason": unavailable_reason()}
-    assert report["tensorrt"]["installed"] == (importlib.util.find_spec("tensorrt") is not None)
+    runtimes = report["runtimes"]  # one entry per runtime package the registry names, in table order
+    assert list(runtimes) == ["torch", "onnxruntime", "openvino", "tensorrt"]
+    assert runtimes["tensorrt"]["installed"] == (importlib.util.find_spec("tensorrt") is not None)
     assert (report["gpu"] is None) == (not torch.cuda.is_available())
-    assert report["torch"]["version"] == torch.__version__
+    assert runtimes["torch"]["version"] == torch.__version__
+    assert runtimes["torch"]["cuda_available"] == torch.cuda.is_available()
     if importlib.util.find_spec("openvino") is not None:
-        assert report["openvino"]["installed"] and "CPU" in report["openvino"]["devices"]
+        assert runtimes["openvino"]["installed"] and "CPU" in runtimes["openvino"]["devices"]
         assert backends["openvino"]["usable"]
-    assert backends["onnxruntime"]["usable"] and "CPUExecutionProvider" in report["onnxruntime"]["providers"]
+    assert backends["onnxruntime"]["usable"] and "CPUExecutionProvider" in runtimes["onnxruntime"]["providers"]
 
 
 def test_doctor_text_lists_every_backend_with_the_reason(run_cli):
@@ -619,8 +622,8 @@ def resnet18_engines(resnet18_artifacts, tmp_path_factory) -> dict:
 def test_resnet18_engine_parity_against_eager(resnet18_engines, precision):
     from cnnx import parity
     from cnnx.backends.tensorrt.runner import TensorRTRunner
-    from cnnx.check import check_data, compare_runner, eager_model
     from cnnx.models.registry import get_spec
+    from cnnx.reference import check_data, compare_runner, eager_model
 
     plan, manifest = resnet18_engines[precision]
     assert plan.name == f"resnet18-{precision}-b1-8.plan" and manifest_path(plan).is_file()
@@ -858,11 +861,12 @@ def test_engine_for_artifact_reuses_a_matching_plan_and_rebuilds_otherwise(nin_o
 
 
 def test_bench_and_check_runners_reuse_the_plan(nin_onnx, tmp_path, trt_machine, monkeypatch):
-    """artifact_runner('tensorrt', ...) is what bench asks for per (precision, batch) case: one build."""
-    from cnnx.backends import artifact_runner
+    """The registry's tensorrt entry opens an ONNX artifact through a plan, as bench asks per (precision, batch)
+    case and check per file: one build, then reuse."""
+    from cnnx.backends import BACKENDS, RunOptions
 
     monkeypatch.chdir(tmp_path)
-    runners = [artifact_runner("tensorrt", nin_onnx, max_batch=8) for _ in range(3)]
+    runners = [BACKENDS["tensorrt"].open(nin_onnx, RunOptions(max_batch=8)) for _ in range(3)]
     assert trt_machine.trt.builds == 1
     x = torch.rand(2, 3, 224, 224)
     np.testing.assert_allclose(runners[-1](x.numpy()), expected_logits(x).numpy(), rtol=1e-6)
@@ -942,17 +946,17 @@ def test_runner_honours_the_device_it_is_given(trt_machine, fake_plan):
 
 
 def test_ort_tensorrt_runner_gets_the_explicit_profile_and_no_precision_flags(nin_onnx, tmp_path, monkeypatch):
-    """The runner bench and check build (artifact_runner) carries the input's name and dims, so ORT's TensorRT
-    provider builds one engine for the whole batch range; no trt_fp16/int8 flag, so the network stays strongly
-    typed (the ONNX file's precision). ORT's GPU provider itself cannot start here: its start is recorded."""
-    from cnnx.backends import artifact_runner
-    from cnnx.backends.onnxruntime_gpu import _GpuProviderRunner
+    """The runner bench and check open (OnnxRuntimeTensorRTRunner.open) carries the input's name and dims, so ORT's
+    TensorRT provider builds one engine for the whole batch range; no trt_fp16/int8 flag, so the network stays
+    strongly typed (the ONNX file's precision). ORT's GPU provider itself cannot start here: its start is recorded."""
+    from cnnx.backends import RunOptions
+    from cnnx.backends.onnxruntime_gpu import OnnxRuntimeTensorRTRunner, _GpuProviderRunner
 
     started = {}
     monkeypatch.setattr(_GpuProviderRunner, "_start", lambda self, model, providers: started.update(
         model=model, providers=providers))
     monkeypatch.chdir(tmp_path)
-    artifact_runner("onnxruntime-tensorrt", nin_onnx, max_batch=16)
+    OnnxRuntimeTensorRTRunner.open(nin_onnx, RunOptions(max_batch=16))
     name, options = started["providers"][0]
     assert name == "TensorrtExecutionProvider"
     assert options["trt_profile_min_shapes"] == "images:1x3x224x224"

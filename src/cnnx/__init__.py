@@ -29,11 +29,15 @@ _LAZY = {
     "Predictor": "runtime",
     "export_model": "export.pipeline",
     "ExportOptions": "export.pipeline",
+    "check": "checking",
+    "CheckResult": "reference",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__
+    from .checking import check
     from .export.pipeline import ExportOptions, export_model
     from .models.registry import ModelSpec, get_spec, list_models
+    from .reference import CheckResult
     from .runtime import Predictor, load
     from .weights import create_model, pretrained_weights
 
@@ -51,5 +55,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["create_model", "pretrained_weights", "get_spec", "list_models", "ModelSpec", "load", "Predictor",
-           "export_model", "ExportOptions", "CnnxError", "UsageError", "CheckFailed", "BackendUnavailable",
-           "DownloadFailed", "__version__"]
+           "export_model", "ExportOptions", "check", "CheckResult", "CnnxError", "UsageError", "CheckFailed",
+           "BackendUnavailable", "DownloadFailed", "__version__"]

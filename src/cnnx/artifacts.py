@@ -7,6 +7,7 @@ import ctypes
 import datetime as dt
 import errno
 import fcntl
+import functools
 import glob
 import hashlib
 import json
@@ -211,11 +212,28 @@ def cache_home() -> Path:
     return base / "cnnx"
 
 
-def tool_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in ("cnnx", "torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "openvino", "tensorrt"):
+CORE_TOOLS = ("cnnx", "onnx", "onnxscript", "onnxsim")  # what every export runs, besides the backends' runtimes
+
+
+@functools.cache
+def package_version(package: str) -> str | None:
+    """The installed version of the distribution that provides import package `package` (onnxruntime-gpu
+    provides onnxruntime), or None; nothing is imported."""
+    for distribution in (*metadata.packages_distributions().get(package, ()), package):
         with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[package] = metadata.version(package)
+            return metadata.version(distribution)
+    return None
+
+
+def tool_versions() -> dict[str, str]:
+    """Python and the installed versions of the core tools and of every backend's runtime package."""
+    from .backends import packages
+
+    versions = {"python": platform.python_version()}
+    for package in (*CORE_TOOLS, *packages()):
+        version = package_version(package)
+        if version is not None:
+            versions[package] = version
     return versions
 
 

@@ -358,6 +358,16 @@ def evaluate(candidates: list[Candidate], data: LabeledData, *, batch: int = DEF
              progress: Progress = lambda done, total, running: None) -> EvalReport:
     """Top-1/top-5 of every candidate on the labeled images, verdicts against each model's reference."""
     start = time.perf_counter()
+    check_evaluation(candidates, data, batch=batch, min_retained=min_retained)
+    part = score_images(candidates, data, spread_subset(len(data.images), limit), batch=batch, workers=workers,
+                        progress=progress)
+    return summarize(candidates, data, [part], batch=batch, min_retained=min_retained,
+                     seconds=time.perf_counter() - start)
+
+
+def check_evaluation(candidates: list[Candidate], data: LabeledData, *, batch: int, min_retained: float) -> None:
+    """Refuse an evaluation that cannot succeed (no candidates, a bad batch size or share, labels that do not fit
+    the models), before any image is decoded."""
     if not candidates:
         raise UsageError("nothing to evaluate", "name artifacts (FILE.onnx), or an eager model with --model NAME")
     if not isinstance(batch, int) or batch < 1:
@@ -365,13 +375,34 @@ def evaluate(candidates: list[Candidate], data: LabeledData, *, batch: int = DEF
     if not 0 < min_retained <= 1:
         raise UsageError(f"the minimum retained share of the fp32 top-1 must be in (0, 1], not {min_retained}")
     num_classes, names = _classes(candidates)
-    targets = resolve_labels(data, num_classes, names)  # every label problem fails here, before any inference
-    chosen = spread_subset(len(data.images), limit)
+    resolve_labels(data, num_classes, names)  # every label problem fails here, before any inference
+
+
+@dataclass
+class EvalPart:
+    """The counts of some of the images (all of them in one process; one shard of them on a Ray worker, see
+    cnnx.bulk): one row per candidate, not yet judged, and the images that could not be read."""
+
+    rows: list[EvalRow]
+    unreadable: list[dict]
+    images: int  # images this part covers, readable or not
+
+
+def _reference_of(candidates: list[Candidate]) -> list[int | None]:
+    """Per candidate, the index of the candidate it is judged against (None: it is a reference, or has none)."""
+    refs = _references(candidates)
+    return [refs.get(c.model) if refs.get(c.model) != i else None for i, c in enumerate(candidates)]
+
+
+def score_images(candidates: list[Candidate], data: LabeledData, chosen: list[int], *, batch: int = DEFAULT_BATCH,
+                 workers: int | None = None, progress: Progress | None = None) -> EvalPart:
+    """Run every candidate on the images `chosen` (indices into data.images) and count its answers."""
+    num_classes, names = _classes(candidates)
+    targets = resolve_labels(data, num_classes, names)
     transforms = list(dict.fromkeys(c.preprocess for c in candidates))
     which = [transforms.index(c.preprocess) for c in candidates]
-    refs = _references(candidates)
+    ref_of = _reference_of(candidates)
     rows = [EvalRow(c.name, c.model, c.precision, c.backend) for c in candidates]
-    ref_of = [refs.get(c.model) if refs.get(c.model) != i else None for i, c in enumerate(candidates)]
     for row, r in zip(rows, ref_of):
         row.reference = candidates[r].name if r is not None else None
     unreadable: list[dict] = []
@@ -399,15 +430,43 @@ def evaluate(candidates: list[Candidate], data: LabeledData, *, batch: int = DEF
             if ok:
                 _score_batch(candidates, rows, ref_of, which, data, [indices[j] for j in ok],
                              [decoded[j] for j in ok], targets, names)
-            progress(done, len(chosen), {row.name: row._correct1 / row.images for row in rows if row.images})
+            if progress:
+                progress(done, len(chosen), {row.name: row._correct1 / row.images for row in rows if row.images})
+    return EvalPart(rows=rows, unreadable=unreadable, images=len(chosen))
+
+
+def _add_counts(total: EvalRow, part: EvalRow) -> None:
+    total.images += part.images
+    total._correct1 += part._correct1
+    total._correct5 += part._correct5
+    total._signal += part._signal
+    total._noise += part._noise
+    total.changed += part.changed
+    total.became_wrong += part.became_wrong
+    total.became_right += part.became_right
+    total.changed_images += part.changed_images
+    total.seconds += part.seconds
+
+
+def summarize(candidates: list[Candidate], data: LabeledData, parts: list[EvalPart], *, batch: int,
+              min_retained: float, seconds: float) -> EvalReport:
+    """The report of the parts' counts added up (in the order given): accuracy per row, and each row judged
+    against its reference."""
+    num_classes, _ = _classes(candidates)
+    rows = [EvalRow(c.name, c.model, c.precision, c.backend) for c in candidates]
+    for part in parts:
+        for row, counted in zip(rows, part.rows):
+            row.reference = counted.reference
+            _add_counts(row, counted)
+    unreadable = [entry for part in parts for entry in part.unreadable]
     evaluated = rows[0].images
     if not evaluated:
-        raise UsageError(f"none of the {len(chosen)} images in '{data.root}' could be read "
+        raise UsageError(f"none of the {sum(part.images for part in parts)} images in '{data.root}' could be read "
                          f"(e.g. {_examples(u['image'] for u in unreadable)})", "check the image files")
     for row in rows:
         row.top1, row.top5 = row._correct1 / row.images, row._correct5 / row.images
         row.seconds = round(row.seconds, 2)
-    for row, r in zip(rows, ref_of):
+    for row, r in zip(rows, _reference_of(candidates)):
         if r is None:
             continue
         ref = rows[r]
@@ -417,8 +476,7 @@ def evaluate(candidates: list[Candidate], data: LabeledData, *, batch: int = DEF
         row.passed = None if row.retained is None else row.retained >= min_retained
     return EvalReport(data=str(data.root), layout=data.layout, images=evaluated, listed=len(data.images),
                       unreadable=unreadable, unmatched_entries=data.unmatched_entries, num_classes=num_classes,
-                      batch=batch, min_retained=min_retained, rows=rows,
-                      seconds=round(time.perf_counter() - start, 2))
+                      batch=batch, min_retained=min_retained, rows=rows, seconds=round(seconds, 2))
 
 
 def _score_batch(candidates, rows, ref_of, which, data: LabeledData, indices: list[int], decoded: list,

@@ -198,6 +198,16 @@ class PlanManifest(_Manifest):
 
 Manifest = OnnxManifest | PlanManifest
 KINDS: dict[str, type] = {OnnxManifest.KIND: OnnxManifest, PlanManifest.KIND: PlanManifest}
+SUFFIX_KINDS: dict[str, type] = {".onnx": OnnxManifest, ".plan": PlanManifest}  # what an artifact file is
+
+
+def manifest_kind(artifact: str | Path) -> type:
+    """The manifest class of an artifact file, by its suffix; any other file is refused."""
+    kind = SUFFIX_KINDS.get(Path(artifact).suffix.lower())
+    if kind is None:
+        raise UsageError(f"'{artifact}' is neither an ONNX model (.onnx) nor a TensorRT plan (.plan)",
+                         "pass an artifact written by `cnnx export` or `cnnx build`")
+    return kind
 
 
 def class_names(manifest: Manifest) -> list[str] | None:

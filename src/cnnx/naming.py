@@ -1,18 +1,21 @@
 """The one name of an artifact. Its ONNX file, the TensorRT plan built from it and its Triton model are all
 named `<model>-<precision>[-<form>]`: the int8 Q/DQ form is part of the name unless it is the default
-(TensorRT's), so both int8 forms of one model sit side by side in an export folder, a plan folder and a Triton
-repository. Every name cnnx derives comes from `artifact_stem`."""
+(TensorRT's; precisions.QdqForm.name_part), so both int8 forms of one model sit side by side in an export
+folder, a plan folder and a Triton repository. Every name cnnx derives comes from `artifact_stem`."""
 
 from __future__ import annotations
 
-DEFAULT_Q_DQ_FORM = "tensorrt"
+from .precisions import PRECISIONS, Q_DQ_FORMS
 
 
 def artifact_stem(model: str, precision: str | None, q_dq_form: str | None = None) -> str:
-    """`precision` None: a file without a cnnx manifest, named by its model (its file stem) alone."""
+    """`precision` None: a file without a cnnx manifest, named by its model (its file stem) alone. `q_dq_form`:
+    the form of a precision made in forms (int8's Q/DQ form); ignored for the others."""
     parts = [model, *([precision] if precision else [])]
-    if precision == "int8" and q_dq_form not in (None, DEFAULT_Q_DQ_FORM):
-        parts.append(q_dq_form)
+    known = PRECISIONS.get(precision) if precision else None
+    form = Q_DQ_FORMS.get(q_dq_form) if known is not None and known.has_forms and q_dq_form else None
+    if form is not None and form.name_part:
+        parts.append(form.name_part)
     return "-".join(parts)
 
 

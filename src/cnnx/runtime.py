@@ -29,11 +29,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from .backends import artifact_runner, check_mode, get_backend
-from .backends.base import Runner
+from .backends import check_mode, default_backend, get_backend
+from .backends.base import Runner, RunOptions
 from .data import load_image, preprocess, to_rgb
 from .errors import BackendUnavailable, UsageError
-from .manifest import Manifest, OnnxManifest, PlanManifest, class_names, read_manifest, refuse_manifest_as_artifact
+from .manifest import Manifest, PlanManifest, class_names, manifest_kind, read_manifest, refuse_manifest_as_artifact
 
 CLASSIFY_BATCH = 32  # images per inference in classify(): bounds memory for long lists
 
@@ -52,33 +52,26 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def load(path: str | Path, backend: str | None = None, *, threads: int | None = None,
          max_requests: int | None = None, mode: str = "latency") -> Predictor:
     """A Predictor for an artifact: ONNX on ONNX Runtime (default), OpenVINO (`backend="openvino"`) or another
-    ONNX backend of the registry, a TensorRT `.plan` on TensorRT. The manifest beside the artifact is read and
-    checked first: a file that does not match its manifest is refused (UsageError). `threads` sets the
+    backend of the registry that opens it, a TensorRT `.plan` on TensorRT. The manifest beside the artifact is
+    read and checked first: a file that does not match its manifest is refused (UsageError). `threads` sets the
     backend's intra-op threads (in throughput mode: ONNX Runtime's number of concurrent callers, OpenVINO's
     threads shared by its streams); `max_requests` bounds OpenVINO's pool of infer requests (default: the CPU
-    count, or more in throughput mode). `mode`: "latency" (default) or "throughput" (see the module doc; a
-    TensorRT plan and the GPU backends run as in latency mode)."""
-    check_mode(mode)
+    count, or more in throughput mode). `mode`: "latency" (default) or "throughput" (see the module doc; only
+    ONNX Runtime on the CPU and OpenVINO have it, other backends refuse it).
+
+    A Predictor holds the backend's session or engine until `close()` (or the end of a `with` block)."""
     path = Path(path)
-    suffix = path.suffix.lower()
     refuse_manifest_as_artifact(path)
-    if suffix not in (".onnx", ".plan"):
-        raise UsageError(f"'{path}' is neither an ONNX model (.onnx) nor a TensorRT plan (.plan)",
-                         "pass an artifact written by `cnnx export` or `cnnx build`")
-    if suffix == ".plan":
-        manifest = read_manifest(path, PlanManifest)
-        if backend not in (None, "tensorrt"):
-            raise UsageError(f"'{path.name}' is a TensorRT plan; it runs only on TensorRT, not on {backend}",
-                             "leave out the backend, or pass the ONNX artifact for that backend")
-        reason = get_backend("tensorrt").unavailable_reason()
-        if reason:
-            raise BackendUnavailable(f"cannot run the TensorRT plan '{path}': {reason}",
-                                     "run it on the machine (GPU) it was built for, or use the ONNX artifact")
-        return Predictor(path, manifest, get_backend("tensorrt").runner_class()(path))
-    manifest = read_manifest(path, OnnxManifest)
-    backend = get_backend(backend or "onnxruntime", runs=("onnx",)).name
-    return Predictor(path, manifest, artifact_runner(backend, path, threads=threads, max_requests=max_requests,
-                                                     mode=mode))
+    chosen = get_backend(backend, runs=("onnx", "plan")) if backend else default_backend(path)
+    manifest = read_manifest(path, manifest_kind(path))
+    options = RunOptions(threads=threads, mode=check_mode(mode), max_requests=max_requests)
+    try:
+        runner = chosen.open(path, options)
+    except BackendUnavailable as exc:
+        raise BackendUnavailable(f"cannot run '{path}': {exc.message}",
+                                 exc.hint or "run it on a machine where that backend is usable (cnnx doctor), or "
+                                             "pass the ONNX artifact to a backend that is") from None
+    return Predictor(path, manifest, runner)
 
 
 class Predictor:
@@ -99,6 +92,7 @@ class Predictor:
         self.backend = runner.backend
         self.mode, self.concurrency = runner.mode, runner.concurrency
         self._call = runner
+        self._closed = False
         self.model: str = manifest.model
         self.precision: str = manifest.precision or "?"
         self.input_name: str = manifest.input.name
@@ -116,6 +110,17 @@ class Predictor:
         return (f"Predictor({self.model}, {self.precision}, backend={self.backend}, "
                 f"input={list(self.input_shape)}, path='{self.path}')")
 
+    def close(self) -> None:
+        """Release the backend's session or engine; the predictor cannot be called afterwards."""
+        self._closed = True
+        self._call.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Logits (float32, N x classes) for a preprocessed float32 NCHW batch."""
         return np.asarray(self._call(self._checked(batch)), dtype=np.float32)
@@ -125,6 +130,8 @@ class Predictor:
         return [np.asarray(out, dtype=np.float32) for out in self._call.run_many([self._checked(b) for b in batches])]
 
     def _checked(self, batch) -> np.ndarray:
+        if self._closed:
+            raise UsageError(f"the predictor of '{self.path}' was closed", "load the artifact again: cnnx.load(...)")
         batch = np.asarray(batch)
         if batch.ndim == 3:
             raise UsageError(f"expected a batch (N, {', '.join(map(str, self.image_shape))}), got one image of "

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from ..errors import BackendUnavailable, UsageError
 from ..precisions import PRECISIONS as ALL_PRECISIONS
-from .base import MODES, Runner
+from .base import MODES, Runner, RunOptions
 
 PRECISIONS = tuple(ALL_PRECISIONS)  # artifact precisions and runtime hints (precisions.py)
 _BF16_ONLY_OPENVINO = "bf16 is OpenVINO's inference precision hint on an fp32 file; only OpenVINO runs it"
 _ONNX_ONLY = "{precision} is measured through ONNX artifacts, not eager PyTorch"
+DEFAULT_OPTIONS = RunOptions()
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,11 @@ class Backend:
     device: str  # "cpu", "cuda" or "any" (PyTorch: wherever --device says)
     runner: str  # "module:Class" inside cnnx.backends
     description: str
+    package: str  # the Python package it runs on (import name): `cnnx doctor` and the manifests' tool versions
     not_run: dict[str, str] = field(default_factory=dict)  # precision -> why this backend does not run it
-    triton: str | None = None  # the Triton backend that serves the same file, if any
+    triton: str | None = None  # the Triton platform or backend that serves the same file, if any
+    modes: tuple[str, ...] = ("latency",)  # "throughput": it has a configuration for concurrent calls
+    reads: tuple[str, ...] = (".onnx",)  # artifact file suffixes it opens (none for eager backends)
 
     def runner_class(self) -> type[Runner]:
         module, cls = self.runner.split(":")
@@ -51,30 +55,57 @@ class Backend:
 
     @property
     def runs_artifacts(self) -> bool:
-        return self.runs in ("onnx", "plan")
+        return bool(self.reads)
+
+    def open(self, path: str | Path, options: RunOptions = DEFAULT_OPTIONS) -> Runner:
+        """The runner of the artifact at `path`, built with `options`. A mode or a precision hint this backend
+        does not have is refused (UsageError) and an unusable backend raises BackendUnavailable with the reason,
+        before anything is loaded."""
+        path = Path(path)
+        if path.suffix.lower() not in self.reads:
+            raise UsageError(f"the {self.name} backend does not run '{path.name}'",
+                             f"it runs {' or '.join(self.reads) or 'models, not files'}")
+        check_mode(options.mode)
+        if options.mode not in self.modes:
+            raise UsageError(f"the {self.name} backend has no {options.mode} mode",
+                             f"use mode {' or '.join(self.modes)}, or a backend with it: "
+                             + ", ".join(b.name for b in BACKENDS.values() if options.mode in b.modes))
+        if options.precision_hint and (reason := self.precision_reason(options.precision_hint, self.device)):
+            raise UsageError(f"the {self.name} backend cannot run {options.precision_hint}: {reason}")
+        reason = self.unavailable_reason()
+        if reason:
+            raise BackendUnavailable(f"backend '{self.name}' is unavailable: {reason}")
+        return self.runner_class().open(path, options)
+
+    def wrap(self, model, device: str, precision: str) -> Runner:
+        """The runner of an eager backend for an nn.Module."""
+        if self.runs != "eager":
+            raise UsageError(f"the {self.name} backend runs artifact files, not PyTorch modules")
+        return self.runner_class()(model, device=device, precision=precision)
 
 
 _EAGER_NOT_RUN = {"bf16": _ONNX_ONLY, "int8": _ONNX_ONLY}
+_NO_FILES: tuple[str, ...] = ()
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("torch", "eager", "any", "torch:TorchRunner", "eager PyTorch (the parity reference)",
-            not_run=_EAGER_NOT_RUN),
-    Backend("torch-compile", "eager", "any", "torch:TorchCompileRunner", "torch.compile (inductor)",
-            not_run=_EAGER_NOT_RUN),
+    Backend("torch", "eager", "any", "torch:TorchRunner", "eager PyTorch (the parity reference)", "torch",
+            not_run=_EAGER_NOT_RUN, reads=_NO_FILES),
+    Backend("torch-compile", "eager", "any", "torch:TorchCompileRunner", "torch.compile (inductor)", "torch",
+            not_run=_EAGER_NOT_RUN, reads=_NO_FILES),
     Backend("torch-cudagraph", "eager", "cuda", "torch:TorchCudaGraphRunner", "eager PyTorch in a CUDA graph",
-            not_run=_EAGER_NOT_RUN),
+            "torch", not_run=_EAGER_NOT_RUN, reads=_NO_FILES),
     Backend("onnxruntime", "onnx", "cpu", "onnxruntime:OnnxRuntimeRunner", "ONNX Runtime, CPU provider",
-            not_run={"bf16": "ONNX Runtime's CPU provider has no bf16 path; OpenVINO runs bf16"},
-            triton="onnxruntime"),
-    Backend("openvino", "onnx", "cpu", "openvino:OpenVinoRunner", "OpenVINO, CPU plugin",
+            "onnxruntime", not_run={"bf16": "ONNX Runtime's CPU provider has no bf16 path; OpenVINO runs bf16"},
+            triton="onnxruntime_onnx", modes=MODES),
+    Backend("openvino", "onnx", "cpu", "openvino:OpenVinoRunner", "OpenVINO, CPU plugin", "openvino",
             not_run={"fp16": "OpenVINO's CPU plugin runs fp16 files in fp32/bf16; measure fp32 and bf16 instead"},
-            triton="openvino"),
+            triton="openvino", modes=MODES),
     Backend("onnxruntime-cuda", "onnx", "cuda", "onnxruntime_gpu:OnnxRuntimeCudaRunner",
-            "ONNX Runtime, CUDA provider", not_run={"bf16": _BF16_ONLY_OPENVINO}),
+            "ONNX Runtime, CUDA provider", "onnxruntime", not_run={"bf16": _BF16_ONLY_OPENVINO}),
     Backend("onnxruntime-tensorrt", "onnx", "cuda", "onnxruntime_gpu:OnnxRuntimeTensorRTRunner",
-            "ONNX Runtime, TensorRT provider", not_run={"bf16": _BF16_ONLY_OPENVINO}),
+            "ONNX Runtime, TensorRT provider", "onnxruntime", not_run={"bf16": _BF16_ONLY_OPENVINO}),
     Backend("tensorrt", "plan", "cuda", "tensorrt.runner:TensorRTRunner", "TensorRT (strongly typed plan)",
-            not_run={"bf16": _BF16_ONLY_OPENVINO}, triton="tensorrt"),
+            "tensorrt", not_run={"bf16": _BF16_ONLY_OPENVINO}, triton="tensorrt_plan", reads=(".plan", ".onnx")),
 )}
 
 
@@ -105,28 +136,31 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def artifact_runner(name: str, onnx_path: str | Path, *, threads: int | None = None,
-                    inference_precision: str = "f32", max_batch: int = 32, max_requests: int | None = None,
-                    mode: str = "latency") -> Runner:
-    """A Runner for an exported ONNX artifact on backend `name`, for batches up to `max_batch`. For "tensorrt"
-    a plan is built from the ONNX file first, or reused when one built from the same file with the same
-    settings on this TensorRT and GPU is there; an unusable backend raises BackendUnavailable with the reason.
-    `mode` "throughput" configures ONNX Runtime (CPU) and OpenVINO for concurrent calls (Runner.concurrency);
-    the GPU backends run as in latency mode."""
-    backend = get_backend(name, runs=("onnx", "plan"))
-    check_mode(mode)
-    if name == "tensorrt":
-        from .tensorrt.build import build_engine
-        from .tensorrt.runner import TensorRTRunner
+def artifact_suffixes() -> tuple[str, ...]:
+    """Every artifact file suffix some backend opens, in table order."""
+    return tuple(dict.fromkeys(suffix for b in BACKENDS.values() for suffix in b.reads))
 
-        require(name)
-        plan, _ = build_engine(onnx_path, max_batch=max_batch, reuse=True)
-        return TensorRTRunner(plan)
-    if name == "openvino":
-        return backend.runner_class()(onnx_path, threads=threads, inference_precision=inference_precision,
-                                      max_requests=max_requests, mode=mode)
-    if name == "onnxruntime":
-        return backend.runner_class()(onnx_path, threads=threads, mode=mode)
-    if name == "onnxruntime-tensorrt":
-        return backend.runner_class()(onnx_path, max_batch=max_batch)
-    return backend.runner_class()(onnx_path)
+
+def backend_for_suffix(suffix: str) -> Backend | None:
+    """The first backend of the table that opens `suffix` files (ONNX Runtime for .onnx, TensorRT for .plan)."""
+    return next((b for b in BACKENDS.values() if suffix.lower() in b.reads), None)
+
+
+def default_backend(path: str | Path) -> Backend:
+    """The backend an artifact file runs on unless another is asked for."""
+    backend = backend_for_suffix(Path(path).suffix)
+    if backend is None:
+        raise UsageError(f"'{path}' is not an artifact cnnx runs (a {' or '.join(artifact_suffixes())} file)",
+                         "pass an artifact written by `cnnx export` or `cnnx build`")
+    return backend
+
+
+def open_runner(path: str | Path, backend: str | None = None, options: RunOptions = DEFAULT_OPTIONS) -> Runner:
+    """A Runner for the artifact at `path` on `backend` (default: the table's first backend for its suffix)."""
+    chosen = get_backend(backend, runs=("onnx", "plan")) if backend else default_backend(path)
+    return chosen.open(path, options)
+
+
+def packages() -> tuple[str, ...]:
+    """The runtime packages of the backends, in table order, each once."""
+    return tuple(dict.fromkeys(b.package for b in BACKENDS.values()))

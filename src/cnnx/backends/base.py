@@ -7,20 +7,40 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 MODES = ("latency", "throughput")
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a runner for an artifact file is built. Every artifact backend receives all of them: the resource
+    bounds (threads, max_batch, max_requests) are used where they mean something, and the registry entry
+    (backends/__init__.py) refuses a mode or a precision hint the backend does not have, before it is built."""
+
+    threads: int | None = None  # intra-op threads; in throughput mode ONNX Runtime's concurrent callers
+    mode: str = "latency"  # "latency" or "throughput" (see Runner)
+    max_batch: int = 32  # the largest batch a GPU engine's optimisation profile covers
+    max_requests: int | None = None  # OpenVINO: the bound of its pool of infer requests
+    precision_hint: str | None = None  # a runtime precision on the file (bf16 on OpenVINO); None: the file's own
+
+
 class Runner(ABC):
     """Runs one model on one backend: float32 NCHW batch in, float32 logits out.
+
+    Construction: an artifact backend's runner is made by `open(path, RunOptions)`; an eager backend's by
+    `cls(model, device, precision)`. `close()` (or a `with` block) releases the session, engine or model;
+    a closed runner must not be called again.
 
     Runners are safe to call from several threads at once (each backend's module says how).
 
     `mode`: "latency" (one caller, every core on each call) or "throughput" (the backend configured for
-    `concurrency` calls in flight at once; see each backend's module). Backends without a throughput
-    configuration run as in latency mode, with one caller."""
+    `concurrency` calls in flight at once; see each backend's module). Only backends whose registry entry lists
+    "throughput" in its modes can be opened in it."""
 
     backend: str  # the registry name, e.g. "onnxruntime", "torch"
     mode: str = "latency"
@@ -30,6 +50,25 @@ class Runner(ABC):
     def unavailable_reason(cls) -> str | None:
         """None when this backend can run here, else why not (what is missing, what to install)."""
         return None
+
+    @classmethod
+    def open(cls, path: Path, options: RunOptions) -> Runner:
+        """A runner for the artifact file at `path` (artifact backends override this)."""
+        raise NotImplementedError(f"the {cls.backend} backend runs models, not artifact files")
+
+    @classmethod
+    def runtime_details(cls) -> dict[str, Any]:
+        """What `cnnx doctor` shows about the installed runtime besides its version (devices, providers)."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 (a runner that holds nothing releasable needs no close of its own)
+        """Release what the runner holds (session, compiled model, engine); subclasses drop their references."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @abstractmethod
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...

@@ -1,11 +1,14 @@
-"""`cnnx doctor`: which backends are usable here and, for each that is not, why."""
+"""`cnnx doctor`: which backends are usable here and, for each that is not, why; and the runtimes they run on.
+
+Everything comes from the backend registry: each entry names its runtime package, and each Runner class says
+what more to show about its runtime (devices, providers)."""
 
 from __future__ import annotations
 
 import importlib.util
 
+from ..artifacts import package_version
 from . import BACKENDS
-from .tensorrt import tensorrt_version
 
 
 def backend_reasons() -> dict[str, str | None]:
@@ -13,34 +16,27 @@ def backend_reasons() -> dict[str, str | None]:
     return {name: backend.unavailable_reason() for name, backend in BACKENDS.items()}
 
 
-def doctor_report() -> dict:
-    """Everything `cnnx doctor` shows: library versions, devices, and each backend's availability."""
-    import torch
+def runtime_report() -> dict[str, dict]:
+    """Per runtime package of the registry, in table order: installed, version, and what its Runner adds."""
+    report: dict[str, dict] = {}
+    for backend in BACKENDS.values():
+        if backend.package in report:
+            continue
+        entry: dict = {"installed": importlib.util.find_spec(backend.package) is not None,
+                       "version": package_version(backend.package)}
+        if entry["installed"]:
+            try:
+                entry.update(backend.runner_class().runtime_details())
+            except Exception as exc:  # installed but broken (a missing shared library, a CUDA mismatch)
+                entry["error"] = f"{exc.__class__.__name__}: {exc}"
+        report[backend.package] = entry
+    return report
 
+
+def doctor_report() -> dict:
+    """Everything `cnnx doctor` shows: the runtimes, the GPU, and each backend's availability."""
     from ..hardware import gpu_info
 
-    report: dict = {"torch": {"version": torch.__version__, "cuda": torch.version.cuda,
-                              "cuda_available": torch.cuda.is_available()},
-                    "gpu": gpu_info()}
-    if importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime as ort
-
-        report["onnxruntime"] = {"installed": True, "version": ort.__version__,
-                                 "providers": list(ort.get_available_providers())}
-    else:
-        report["onnxruntime"] = {"installed": False}
-    if importlib.util.find_spec("openvino") is not None:
-        try:
-            import openvino as ov
-
-            report["openvino"] = {"installed": True, "version": ov.get_version(),
-                                  "devices": list(ov.Core().available_devices)}
-        except Exception as exc:
-            report["openvino"] = {"installed": True, "error": f"{exc.__class__.__name__}: {exc}"}
-    else:
-        report["openvino"] = {"installed": False}
-    report["tensorrt"] = {"installed": importlib.util.find_spec("tensorrt") is not None,
-                          "version": tensorrt_version()}
-    report["backends"] = {name: {"usable": reason is None, "reason": reason}
-                          for name, reason in backend_reasons().items()}
-    return report
+    return {"runtimes": runtime_report(), "gpu": gpu_info(),
+            "backends": {name: {"usable": reason is None, "reason": reason}
+                         for name, reason in backend_reasons().items()}}

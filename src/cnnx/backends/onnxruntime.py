@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .base import Runner
+from .base import Runner, RunOptions
 
 
 class OnnxRuntimeRunner(Runner):
@@ -54,6 +54,19 @@ class OnnxRuntimeRunner(Runner):
             raise UsageError(f"ONNX Runtime cannot load {what}: {first}",
                              "the file is corrupt or not an ONNX model; re-export it") from None
         self.input_name = self.session.get_inputs()[0].name
+
+    @classmethod
+    def open(cls, path: Path, options: RunOptions) -> OnnxRuntimeRunner:
+        return cls(path, threads=options.threads, mode=options.mode)
+
+    @classmethod
+    def runtime_details(cls) -> dict:
+        import onnxruntime as ort
+
+        return {"providers": list(ort.get_available_providers())}
+
+    def close(self) -> None:
+        self.session = None  # ORT frees the session (weights, arenas) with its last reference
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]

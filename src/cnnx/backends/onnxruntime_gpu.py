@@ -13,6 +13,7 @@ import importlib.util
 from pathlib import Path
 
 from ..errors import BackendUnavailable
+from .base import RunOptions
 from .onnxruntime import OnnxRuntimeRunner
 
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -68,6 +69,10 @@ class OnnxRuntimeCudaRunner(_GpuProviderRunner):
         options = {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE"}
         self._start(model, (("CUDAExecutionProvider", options), "CPUExecutionProvider"))
 
+    @classmethod
+    def open(cls, path: Path, options: RunOptions) -> OnnxRuntimeCudaRunner:
+        return cls(path)
+
 
 class OnnxRuntimeTensorRTRunner(_GpuProviderRunner):
     """ORT with the TensorRT execution provider (CUDA, then CPU for what TensorRT does not take).
@@ -90,6 +95,10 @@ class OnnxRuntimeTensorRTRunner(_GpuProviderRunner):
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         self._start(model, (("TensorrtExecutionProvider", options), ("CUDAExecutionProvider", {"device_id": device_id}),
                             "CPUExecutionProvider"))
+
+    @classmethod
+    def open(cls, path: Path, options: RunOptions) -> OnnxRuntimeTensorRTRunner:
+        return cls(path, max_batch=options.max_batch)
 
 
 def tensorrt_provider_options(model: str | Path, device_id: int, cache_dir: str | Path, min_batch: int,

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendUnavailable, UsageError
-from .base import Runner
+from .base import Runner, RunOptions
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 
@@ -74,6 +74,22 @@ class OpenVinoRunner(Runner):
         pool = max_requests or max(os.cpu_count() or 1, self.concurrency)
         self._slots = threading.BoundedSemaphore(max(1, pool))
         self._async_queue = None
+
+    @classmethod
+    def open(cls, path: Path, options: RunOptions) -> OpenVinoRunner:
+        return cls(path, threads=options.threads, inference_precision=options.precision_hint or "f32",
+                   max_requests=options.max_requests, mode=options.mode)
+
+    @classmethod
+    def runtime_details(cls) -> dict:
+        import openvino as ov
+
+        return {"devices": list(ov.Core().available_devices)}
+
+    def close(self) -> None:
+        self._async_queue = None
+        self._idle = queue.SimpleQueue()
+        self.compiled = None  # the compiled model and its infer requests go with their last references
 
     def _take(self):
         try:

@@ -24,6 +24,13 @@ class TorchRunner(Runner):
         self.model = on_device(model, device, self.dtype).eval()
         self.forward: Callable = self.model
 
+    @classmethod
+    def runtime_details(cls) -> dict:
+        return {"cuda": torch.version.cuda or "none (a CPU-only build)", "cuda_available": torch.cuda.is_available()}
+
+    def close(self) -> None:
+        self.model = self.forward = None  # a copy moved to the device (on_device) is freed with it
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device, self.dtype)

@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..backends import BACKENDS, artifact_runner, check_mode, get_backend
-from ..backends.base import Runner
+from ..backends import BACKENDS, check_mode, get_backend
+from ..backends.base import Runner, RunOptions
 from ..data import load_batch, sample_images
 from ..errors import BackendUnavailable, UsageError
 from ..hardware import machine_info
 from ..manifest import OnnxManifest, read_manifest
 from ..models.registry import ModelSpec, get_spec
+from ..precisions import CPU_Q_DQ_FORM, DEFAULT_Q_DQ_FORM, PRECISIONS
 from . import timing
 
 BASELINE = ("torch", "fp32")
@@ -95,7 +96,7 @@ class Workload:
     @property
     def eager(self) -> torch.nn.Module:
         if self._eager is None:
-            from ..check import eager_model
+            from ..reference import eager_model
 
             self.progress(f"building {self.spec.name}")
             self._eager = eager_model(self.spec.name, self.weights, num_classes=self.num_classes,
@@ -116,8 +117,8 @@ class Workload:
         from ..export.pipeline import ExportOptions, export_model
 
         # int8 in the Q/DQ form of the device: TensorRT's symmetric form on GPU, ONNX Runtime's fast form on CPU
-        int8_target = "cpu" if self.device == "cpu" else "tensorrt"
-        needed = tuple(dict.fromkeys("fp32" if p == "bf16" else p for p in precisions))
+        int8_target = CPU_Q_DQ_FORM if self.device == "cpu" else DEFAULT_Q_DQ_FORM
+        needed = tuple(dict.fromkeys(PRECISIONS[p].file_precision for p in precisions))
         options = ExportOptions(self.spec.name, precisions=needed, out_dir=self.out_dir, target="onnx",
                                 int8_target=int8_target, **self.export_kwargs)
         for result in export_model(options, progress=self.progress):
@@ -126,7 +127,7 @@ class Workload:
     def artifact(self, precision: str) -> Path:
         if precision in self.extra_artifacts:
             return self.extra_artifacts[precision]
-        source_precision = "fp32" if precision == "bf16" else precision  # bf16 is a runtime hint on fp32
+        source_precision = PRECISIONS[precision].file_precision  # bf16 is a runtime hint on the fp32 file
         if source_precision not in self.artifacts:
             raise BackendUnavailable(f"no {source_precision} artifact: only the file given is benchmarked")
         return self.artifacts[source_precision]
@@ -136,13 +137,14 @@ class Workload:
         backends have no throughput configuration: both modes share one runner (one caller)."""
         key = (backend, precision, mode if BACKENDS[backend].runs_artifacts else "latency")
         if key not in self._runners:
-            if BACKENDS[backend].runs_artifacts:
-                self._runners[key] = artifact_runner(
-                    backend, self.artifact(precision), threads=self.threads, mode=mode,
-                    inference_precision="bf16" if precision == "bf16" else "f32", max_batch=max(self.batches))
+            entry = BACKENDS[backend]
+            if entry.runs_artifacts:
+                known = PRECISIONS.get(precision)  # None: an extra artifact's label (run_bench's extra_artifacts)
+                hint = None if known is None or known.artifact else precision  # bf16: a hint on the fp32 file
+                self._runners[key] = entry.open(self.artifact(precision), RunOptions(
+                    threads=self.threads, mode=mode, max_batch=max(self.batches), precision_hint=hint))
             else:
-                self._runners[key] = BACKENDS[backend].runner_class()(self.eager, device=self.device,
-                                                                      precision=precision)
+                self._runners[key] = entry.wrap(self.eager, self.device, precision)
         return self._runners[key]
 
     def steps(self, backend: str, precision: str, batch: int) -> tuple[Callable, Callable | None]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from ..artifacts import prepare_output_file
-from ..backends import MODES, PRECISIONS
+from ..backends import MODES
 from ..backends import names as backend_names
 from ..errors import BackendUnavailable
+from ..precisions import PRECISIONS
 from .common import (
     SEED,
     StageProgress,
@@ -62,7 +63,7 @@ def bench_cmd(target, backends, precision, batch, threads, mode, warmup_ms, dura
     from .render import bench_table, write_bench_csv, write_bench_plot
 
     chosen = parse_list(backends, backend_names(), "backend") if backends else None
-    precisions = parse_list(precision.lower(), PRECISIONS, "precision")
+    precisions = parse_list(precision.lower(), tuple(PRECISIONS), "precision")
     modes = parse_list(mode.lower(), MODES, "mode")
     batches = parse_batches(batch)
     for path, option in ((csv_path, "--csv"), (plot_path, "--plot")):

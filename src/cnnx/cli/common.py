@@ -119,17 +119,20 @@ def threshold_options(fn):
     return fn
 
 
+def threshold_overrides(options: dict) -> dict[str, float]:
+    """The parity limits given on the command line, by parity.Thresholds field name."""
+    given = {"max_rel": options.get("max_rel"), "min_cosine": options.get("min_cosine"),
+             "min_sqnr_db": options.get("min_sqnr"), "min_top1": options.get("min_top1"),
+             "min_top5": options.get("min_top5")}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def thresholds_from(options: dict, precision: str):
     """The default thresholds of `precision`, with any command-line overrides applied (None: no override)."""
-    from dataclasses import replace
+    from ..checking import thresholds_for
 
-    from ..parity import DEFAULT_THRESHOLDS
-
-    overrides = {"max_rel": options.get("max_rel"), "min_cosine": options.get("min_cosine"),
-                 "min_sqnr_db": options.get("min_sqnr"), "min_top1": options.get("min_top1"),
-                 "min_top5": options.get("min_top5")}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return replace(DEFAULT_THRESHOLDS[precision], **overrides) if overrides else None
+    overrides = threshold_overrides(options)
+    return thresholds_for(precision, overrides) if overrides else None
 
 
 def parse_list(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:

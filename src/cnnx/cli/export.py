@@ -5,9 +5,17 @@ from __future__ import annotations
 import click
 
 from ..artifacts import prepare_output_file
+from ..backends import backend_for_suffix
 from ..backends import names as backend_names
-from ..errors import CheckFailed, UsageError
-from ..precisions import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, Q_DQ_FORMS
+from ..errors import CheckFailed
+from ..precisions import (
+    CALIBRATION_METHODS,
+    CHECKED_PRECISIONS,
+    CPU_Q_DQ_FORM,
+    DEFAULT_CALIBRATION_METHOD,
+    DEFAULT_Q_DQ_FORM,
+    Q_DQ_FORMS,
+)
 from .common import (
     SEED,
     StageProgress,
@@ -19,6 +27,7 @@ from .common import (
     pretrained_option,
     say,
     threshold_options,
+    threshold_overrides,
     thresholds_from,
 )
 
@@ -50,8 +59,8 @@ from .common import (
 @click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default=DEFAULT_CALIBRATION_METHOD,
               show_default=True, help="How activation ranges are set from the calibration tensors.")
 @click.option("--int8-target", type=click.Choice(list(Q_DQ_FORMS)), default=None,
-              help="Q/DQ form: tensorrt (symmetric int8) or cpu (uint8 activations, ONNX Runtime's fast path). "
-                   "Default: cpu with --target onnx, else tensorrt.")
+              help="Q/DQ form: " + "; ".join(f"{f.name}: {f.description}" for f in Q_DQ_FORMS.values())
+                   + f". Default: {CPU_Q_DQ_FORM} with --target onnx, else {DEFAULT_Q_DQ_FORM}.")
 @click.option("--int8-exclude", default=None,
               help="'auto' (keep the most harmful layers in float until 30 dB SQNR) or NODE,NODE,...")
 @click.option("--recalibrate", is_flag=True, default=False, help="Ignore the calibration cache.")
@@ -96,14 +105,15 @@ def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, in
 @click.command("check")
 @click.argument("targets", nargs=-1)
 @click.option("--all", "check_all", is_flag=True, default=False, help="Export and check every zoo model.")
-@click.option("--precision", default="fp32,fp16", show_default=True,
+@click.option("--precision", default=",".join(CHECKED_PRECISIONS), show_default=True,
               help="Precisions to export and check for MODEL names (files carry their own).")
 @click.option("--images", type=click.Path(), default=None, help="Folder of images (default: shipped photos).")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint: the weights MODEL names are exported with; for FILE.onnx, the eager reference "
                    "(default: what the manifest names).")
 @pretrained_option
-@click.option("--backend", type=click.Choice(backend_names(runs=("onnx", "plan"))), default="onnxruntime",
+@click.option("--backend", type=click.Choice(backend_names(runs=("onnx", "plan"))),
+              default=backend_for_suffix(".onnx").name,
               show_default=True, help="Where artifacts run (tensorrt builds or reuses a plan from the ONNX file).")
 @json_option
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")
@@ -113,55 +123,14 @@ def check_cmd(targets, check_all, precision, images, weights, pretrained, backen
 
     --pretrained exports MODEL names with their published weights (with --all: every model that has them).
     Exit 0 when every artifact passes, 1 when one fails its thresholds."""
-    from pathlib import Path
+    from ..checking import check
 
-    from ..artifacts import cache_home
-    from ..check import check_artifact
-    from ..export.pipeline import ExportOptions, export_model
-    from ..manifest import OnnxManifest, read_manifest
-    from ..models.registry import get_spec, list_models
-    from ..naming import DEFAULT_Q_DQ_FORM
-    from ..weights import weights_for
-
-    names = [s.name for s in list_models() if not pretrained or weights_for(s.name)] if check_all else []
-    files = []
-    for target in targets:
-        if target.endswith(".onnx") or Path(target).exists():
-            files.append(target)
-        else:
-            names.append(get_spec(target).name)  # unknown names fail here, before any work
-    if not files and not names:
-        raise UsageError("nothing to check", "name artifacts (FILE.onnx), models, or pass --all")
-    if pretrained and files:
-        raise UsageError("--pretrained applies to MODEL names; an artifact is checked against the weights its "
-                         "manifest records", "drop --pretrained for FILE.onnx targets")
-    if images is not None:
-        from ..data import image_files
-
-        image_files(images)  # a bad folder fails before any export
-    precisions = parse_precisions(False, precision)
     if junit:
-        prepare_output_file(junit, "--junit")
-    results = []
-    # MODEL names are exported into cnnx's cache, so that checking them again reuses the export (export/reuse.py)
-    exports = cache_home() / "exports"
+        prepare_output_file(junit, "--junit")  # a report that cannot be written fails before the work
     with StageProgress(not as_json) as progress:
-        for f in files:
-            progress(f"checking {f}")
-            file_precision = read_manifest(f, OnnxManifest).precision
-            results.append(check_artifact(f, images=images, weights=weights, backend=backend,
-                                          thresholds=thresholds_from(limits, file_precision), progress=progress))
-        for name in names:  # int8 variants of MODEL names are calibrated on the shipped photos
-            on_ort = backend == "onnxruntime"
-            options = ExportOptions(name, precisions=precisions, out_dir=exports, images=images, check=on_ort,
-                                    weights=weights, pretrained=pretrained,
-                                    thresholds={p: thresholds_from(limits, p) for p in precisions},
-                                    calib_data="samples" if "int8" in precisions else None, target="onnx",
-                                    int8_target=DEFAULT_Q_DQ_FORM)
-            results += [r.check if on_ort else
-                        check_artifact(r.path, images=images, backend=backend,
-                                       thresholds=thresholds_from(limits, r.manifest.precision), progress=progress)
-                        for r in export_model(options, progress)]
+        results = check(targets, all_models=check_all, precisions=parse_precisions(False, precision), images=images,
+                        weights=weights, pretrained=pretrained, backend=backend, thresholds=threshold_overrides(limits),
+                        progress=progress)
     from .render import parity_table, write_junit
 
     if junit:

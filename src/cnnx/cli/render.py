@@ -15,7 +15,7 @@ from ..errors import BackendUnavailable
 from .common import console, emit_json, say
 
 if TYPE_CHECKING:
-    from ..check import CheckResult
+    from ..reference import CheckResult
 
 
 def _number(value, spec: str) -> str:

@@ -70,23 +70,10 @@ def doctor_cmd(as_json: bool) -> None:
     if as_json:
         emit_json(report)
         return
-    torch_info, gpu, ort, ov, trt = (report["torch"], report["gpu"], report["onnxruntime"], report["openvino"],
-                                     report["tensorrt"])
-    lines = [f"torch {torch_info['version']} (CUDA {torch_info['cuda'] or 'none: CPU-only build'})"]
-    if gpu:
-        lines.append(f"GPU {gpu['name']}, compute capability {gpu['compute_capability']}, "
-                     f"{gpu['memory_gib']} GiB, driver {gpu.get('driver') or '?'}")
-    else:
-        lines.append("GPU none visible to PyTorch")
-    lines.append(f"onnxruntime {ort['version']} (providers: {', '.join(ort['providers'])})" if ort["installed"]
-                 else "onnxruntime not installed")
-    if ov["installed"]:
-        lines.append(f"openvino {ov['version']} (devices: {', '.join(ov['devices'])})" if "version" in ov
-                     else f"openvino installed but not usable: {ov['error']}")
-    else:
-        lines.append("openvino not installed")
-    lines.append(f"tensorrt {trt['version']}" if trt["version"] else
-                 ("tensorrt installed but not importable" if trt["installed"] else "tensorrt not installed"))
+    gpu = report["gpu"]
+    lines = [f"GPU {gpu['name']}, compute capability {gpu['compute_capability']}, {gpu['memory_gib']} GiB, "
+             f"driver {gpu.get('driver') or '?'}" if gpu else "GPU none visible to PyTorch"]
+    lines += [runtime_line(package, info) for package, info in report["runtimes"].items()]
     for line in lines:
         say(line)
     table = Table(title="backends")
@@ -96,3 +83,14 @@ def doctor_cmd(as_json: bool) -> None:
     for name, status in report["backends"].items():
         table.add_row(name, "[green]yes[/]" if status["usable"] else "[red]no[/]", escape(status["reason"] or ""))
     console.print(table)
+
+
+def runtime_line(package: str, info: dict) -> str:
+    """`onnxruntime 1.32.0 (providers: CPUExecutionProvider)`: a runtime's version and what its Runner reports."""
+    if not info["installed"]:
+        return f"{package} not installed"
+    if "error" in info:
+        return f"{package} {info['version'] or ''} installed but not usable: {info['error']}"
+    details = "; ".join(f"{key.replace('_', ' ')}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+                        for key, value in info.items() if key not in ("installed", "version"))
+    return f"{package} {info['version']}" + (f" ({details})" if details else "")

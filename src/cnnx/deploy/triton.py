@@ -33,10 +33,10 @@ from ..backends import BACKENDS
 from ..errors import BackendUnavailable, UsageError
 from ..manifest import (
     Manifest,
-    OnnxManifest,
     PlanManifest,
     TensorSpec,
     class_names,
+    manifest_kind,
     manifest_path,
     read_manifest,
     refuse_manifest_as_artifact,
@@ -314,7 +314,7 @@ def _check_options(opts: TritonOptions, is_plan: bool) -> None:
                          "pass the ONNX artifact with --python, or serve the plan without --python")
     if is_plan and opts.kind == "cpu":
         raise UsageError("a TensorRT plan runs only on a GPU: --kind cpu is impossible for it")
-    if not is_plan and opts.kind == "gpu" and (opts.python or opts.backend == "openvino"):
+    if not is_plan and opts.kind == "gpu" and _platform(opts, is_plan) in ("python", "openvino"):
         what = "the python kind runs ONNX Runtime or OpenVINO" if opts.python else "Triton's OpenVINO backend runs"
         raise UsageError(f"{what} on CPU only", "use --kind cpu (or auto)")
 
@@ -325,8 +325,7 @@ def _platform(opts: TritonOptions, is_plan: bool) -> str:
         return "tensorrt_plan"
     if opts.python:
         return "python"
-    backend = BACKENDS[opts.backend].triton
-    return "onnxruntime_onnx" if backend == "onnxruntime" else backend  # the platform name of that backend
+    return BACKENDS[opts.backend].triton
 
 
 def _max_batch(manifest: Manifest, artifact: Path, platform: str, opts: TritonOptions) -> int:
@@ -358,12 +357,11 @@ def _warmup_batches(manifest: Manifest, platform: str, max_batch: int, opts: Tri
 def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOptions = TritonOptions()) -> ModelPlan:
     """Read and check the artifact, decide the model folder's contents and validate its config."""
     artifact = Path(artifact)
-    suffix = artifact.suffix.lower()
     refuse_manifest_as_artifact(artifact)
-    if suffix not in (".onnx", ".plan"):
-        raise UsageError(f"'{artifact}' is neither an ONNX model (.onnx) nor a TensorRT plan (.plan)")
-    is_plan = suffix == ".plan"
-    manifest = read_manifest(artifact, PlanManifest if is_plan else OnnxManifest)  # refuses a modified file
+    suffix = artifact.suffix.lower()
+    kind = manifest_kind(artifact)
+    is_plan = kind is PlanManifest
+    manifest = read_manifest(artifact, kind)  # refuses a modified file
     _check_options(opts, is_plan)
     name = check_model_name(name if name is not None else manifest.stem)
     platform = _platform(opts, is_plan)

@@ -13,10 +13,22 @@ import numpy as np
 import onnx
 
 from ..backends.onnxruntime import OnnxRuntimeRunner
+from ..data import load_batch, sample_images
+from .variant import Source, Variant
 
 FP16_MAX = 65504.0
 FP16_HEADROOM = 8.0  # activations above FP16_MAX / 8 on the sample photos count as overflow risks
 LRN_MARKER = "LocalResponseNorm"
+PROBE_PHOTOS = 4  # photos whose activation peaks find fp16 overflow risks; more only cost time
+
+
+def convert(source: Source, path) -> Variant:
+    """The fp16 variant (precisions.py's converter): the overflow probe reads the fp32 artifact's bytes when this
+    export has them, and the graph is converted in place when nothing needs it afterwards."""
+    probe = load_batch(sample_images()[:PROBE_PHOTOS], source.spec.preprocess)
+    proto, details = source.stage("converting to fp16", "fp16", to_fp16, source.graph, probe, source.lrn,
+                                  source.fp32_bytes, in_place=source.last)
+    return Variant(proto, details)
 
 
 def lrn_nodes(exported: onnx.ModelProto) -> list[str]:

@@ -47,16 +47,16 @@ import numpy as np
 import onnx
 
 from .. import parity
-from ..artifacts import atomic_path
+from ..artifacts import atomic_path, scratch_path, tool_versions
 from ..backends.onnxruntime import OnnxRuntimeRunner
+from ..backends.torch import TorchRunner
 from ..errors import UsageError
-from ..naming import DEFAULT_Q_DQ_FORM
-from ..precisions import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, Q_DQ_FORMS
+from ..hold import hold_point
+from ..precisions import CALIBRATION_METHODS, DEFAULT_Q_DQ_FORM, Q_DQ_FORMS
+from ..reference import CheckData, CheckResult
 from .calibration import CalibrationSet
+from .variant import Source, Variant
 
-TARGETS = tuple(Q_DQ_FORMS)
-METHODS = CALIBRATION_METHODS
-DEFAULT_METHOD = DEFAULT_CALIBRATION_METHOD
 TARGET_SQNR_DB = 30.0
 RESCUE_MAX_SHARE = 0.25  # at most this share of the quantizable nodes is kept in float
 RESCUE_MAX_MAC_SHARE = 0.3  # a rescue that misses the target may leave at most this share of MACs in float
@@ -98,10 +98,10 @@ def target_options(target: str) -> dict:
 
 
 def validate_options(method: str, target: str, exclude) -> None:
-    if method not in METHODS:
-        raise UsageError(f"unknown calibration method '{method}'", f"choose from {', '.join(METHODS)}")
-    if target not in TARGETS:
-        raise UsageError(f"unknown INT8 target '{target}'", f"choose from {', '.join(TARGETS)}")
+    if method not in CALIBRATION_METHODS:
+        raise UsageError(f"unknown calibration method '{method}'", f"choose from {', '.join(CALIBRATION_METHODS)}")
+    if target not in Q_DQ_FORMS:
+        raise UsageError(f"unknown INT8 target '{target}'", f"choose from {', '.join(Q_DQ_FORMS)}")
     if exclude is not None and exclude != "auto" and (
             isinstance(exclude, str) or not all(isinstance(n, str) for n in exclude)):
         raise UsageError(f"int8 exclusions must be 'auto' or a list of node names, not {exclude!r}")
@@ -458,3 +458,36 @@ def record_accuracy(details: dict, held_out: dict) -> None:
     if rescue is not None:
         sqnr = held_out["sqnr_db"]
         rescue.update(sqnr_after_db=sqnr, met_target=sqnr is not None and sqnr >= rescue["target_sqnr_db"])
+
+
+def convert(source: Source, path: Path) -> Variant:
+    """The int8 variant (precisions.py's converter): quantize the fp32 graph into a hidden file beside `path`.
+    It is judged on held-out photos (eager outputs of photos never used for calibration), and the check's
+    metrics become the manifest's held-out accuracy."""
+    options, calib = source.options, source.calib
+    expected = TorchRunner(source.model)(calib.holdout)
+    held_out = CheckData.from_arrays(calib.holdout, expected, {**calib.holdout_described, "random": 0,
+                                                               "held_out": True})
+    key_parts = {"model": source.spec.name, "weights": source.weights_info, "opset": options.opset,
+                 "simplified": bool(source.simplify_info.get("applied")),
+                 "onnxruntime": tool_versions().get("onnxruntime")}
+    # a write that fails anywhere in here (the temporary fp32 copy included) is reported by scratch_path, which
+    # names the full folder: the output folder or TMPDIR
+    with scratch_path(path) as tmp, contextlib.ExitStack() as stack:  # the quantizer writes a file
+        fp32_file = source.fp32_file
+        if fp32_file is None:  # no fp32 artifact written by this export: quantize a temporary copy
+            fp32_file = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cnnx-fp32-"))) / "fp32.onnx"
+            onnx.save(source.graph, fp32_file)
+        details, quantized = source.stage(
+            "quantizing to int8", "int8", build_int8, fp32_file, source.graph, tmp, calib=calib,
+            holdout_expected=expected, method=options.calib_method, target=options.q_dq_form,
+            exclude=options.int8_exclude, cache_dir=source.out / CACHE_DIR, key_parts=key_parts,
+            recalibrate=options.recalibrate, progress=source.progress)
+        hold_point("int8_written")
+
+    def finish(payload: bytes, check: CheckResult | None) -> None:  # the held-out accuracy is the check's
+        metrics = (check.per_batch[str(held_out.batch_size)] if check else
+                   parity.compare(expected, OnnxRuntimeRunner(payload)(calib.holdout)))
+        record_accuracy(details, metrics)
+
+    return Variant(quantized, details, held_out, finish)

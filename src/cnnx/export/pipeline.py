@@ -9,80 +9,48 @@ then renamed into place and its manifest (with the verdict) written once."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import tempfile
+import importlib
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
-from .. import parity
-from ..artifacts import artifact_lock, atomic_path, prepare_output_dir, scratch_path, tool_versions, utc_now
+from ..artifacts import artifact_lock, atomic_path, prepare_output_dir, tool_versions, utc_now
 from ..backends.onnxruntime import OnnxRuntimeRunner
-from ..backends.torch import TorchRunner
-from ..check import CheckData, CheckResult, check_data, check_runner
-from ..data import check_class_names, image_files, load_batch, read_class_names, sample_images
+from ..data import check_class_names, image_files, read_class_names
 from ..errors import UsageError
 from ..hold import hold_point
 from ..manifest import OnnxManifest, TensorSpec, write_manifest
 from ..models.registry import get_spec
 from ..models.stages import classes_at_input_size, input_size_errors
-from ..naming import DEFAULT_Q_DQ_FORM, artifact_name
-from ..precisions import ARTIFACT_PRECISIONS
+from ..naming import artifact_name
+from ..precisions import (
+    ARTIFACT_PRECISIONS,
+    EXPORT_ORDER,
+    PRECISIONS,
+)
+from ..reference import CheckResult, check_data, check_runner
 from ..weights import resolve_weights
 from . import int8
-from .calibration import DEFAULT_CALIB_SIZE, load_calibration
+from .calibration import load_calibration
 from .engines import TARGETS, EngineOutcome, engine_for_artifact
-from .fp16 import lrn_nodes, to_fp16
-from .onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, check_opset, stamp, torch_to_onnx
+from .fp16 import lrn_nodes
+from .onnx import INPUT_NAME, OUTPUT_NAME, check_opset, stamp, torch_to_onnx
+from .options import ExportOptions
 from .reuse import export_key, folder_digest, up_to_date
 from .simplify import rejected_by_check, simplify
+from .variant import Source, Variant
 
-PRECISIONS = ARTIFACT_PRECISIONS  # what export writes; bf16 is a runtime hint (precisions.py)
-FP16_PROBE_PHOTOS = 4  # photos whose activation peaks find fp16 overflow risks; more only cost time
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class ExportOptions:
-    """What to export and how. Only `model` is required; the defaults are `cnnx export`'s."""
-
-    model: str
-    precisions: tuple[str, ...] = ("fp32",)
-    out_dir: str | Path = "export"
-    weights: str | Path | None = None  # a torchvision/timm state dict; None: seeded initialisation
-    pretrained: bool | str | None = None  # published ImageNet weights: True (the default), "v1", "v2"
-    seed: int = 0
-    # A fine-tuned network: its number of classes (None: the checkpoint's head, else 1000), its class names (a
-    # labels file with one name per line, or the names), and the resolution it was trained at (None: native;
-    # resize defaults to round(input_size / 0.875)).
-    num_classes: int | None = None
-    labels: str | Path | Sequence[str] | None = None
-    input_size: int | None = None
-    resize: int | None = None
-    opset: int = DEFAULT_OPSET
-    simplify: bool = True
-    check: bool = True  # parity against eager PyTorch
-    images: str | Path | None = None  # photos for the check (default: the shipped samples)
-    thresholds: Mapping[str, parity.Thresholds | None] = field(default_factory=dict)  # per precision
-    # int8: calibration data (folder, .npy/.npz, "samples" or "random"; see calibration.py) and the Q/DQ recipe
-    calib_data: str | Path | None = None
-    calib_size: int = DEFAULT_CALIB_SIZE
-    calib_method: str = int8.DEFAULT_METHOD
-    int8_target: str | None = None  # None: "cpu" when target is "onnx", else "tensorrt"
-    int8_exclude: str | list[str] | None = None  # "auto" (rescue) or node names
-    recalibrate: bool = False
-    # TensorRT engines: "auto" builds one when TensorRT and a GPU are usable, "tensorrt" requires it, "onnx" skips
-    target: str = "auto"
-    max_batch: int = 32
-    force: bool = False  # export again even when an up-to-date artifact is in out_dir (export/reuse.py)
-
-    @property
-    def q_dq_form(self) -> str:
-        return self.int8_target or ("cpu" if self.target == "onnx" else DEFAULT_Q_DQ_FORM)
+def converter(precision: str) -> Callable[[Source, Path], Variant]:
+    """The function that makes `precision`'s variant (the registry's "module:function" inside cnnx.export)."""
+    module, function = PRECISIONS[precision].converter.split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), function)
 
 
 @dataclass
@@ -105,14 +73,16 @@ def failed_name(path: Path) -> Path:
 
 def _validate(options: ExportOptions) -> tuple[str, ...]:
     """Every option problem is a UsageError raised before any work; returns the precisions in export order."""
-    unknown = [p for p in options.precisions if p not in PRECISIONS]  # lower case: the CLI folds case
+    unknown = [p for p in options.precisions if p not in ARTIFACT_PRECISIONS]  # lower case: the CLI folds case
     if unknown:
-        raise UsageError(f"unknown precision {', '.join(unknown)}", f"choose from {', '.join(PRECISIONS)}")
+        hints = [f"{p} is a runtime precision on the {PRECISIONS[p].file_precision} file (cnnx bench)"
+                 for p in unknown if p in PRECISIONS]
+        raise UsageError(f"unknown precision {', '.join(unknown)}",
+                         "; ".join([*hints, f"export writes {', '.join(ARTIFACT_PRECISIONS)}"]))
     if options.target not in TARGETS:
         raise UsageError(f"unknown target '{options.target}'", f"choose from {', '.join(TARGETS)}")
     check_opset(options.opset)
-    # int8 last, so that it can quantize the fp32 artifact's file when both are asked for
-    return tuple(sorted(dict.fromkeys(options.precisions), key=lambda p: p == "int8"))
+    return tuple(p for p in EXPORT_ORDER if p in options.precisions)
 
 
 class _Stages:
@@ -198,36 +168,24 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     if calib is not None and options.int8_exclude not in (None, "auto"):
         int8.check_exclude(graph, list(options.int8_exclude))  # before any artifact is written
 
-    fp16_probe = load_batch(sample_images()[:FP16_PROBE_PHOTOS], spec.preprocess)
-
     def make(precision: str, path: Path, source: onnx.ModelProto, simplified: dict, fp32_file: Path | None,
              fp32_bytes: bytes | None, last: bool) -> _Variant:
-        """The artifact of `precision` made from `source`, serialized once and checked from those bytes.
-        `fp32_file`/`fp32_bytes`: the fp32 artifact made from `source`, if any; `last`: nothing needs `source`
-        after this artifact."""
-        check_inputs, details = data, {}
-        if precision == "int8":
-            with scratch_path(path) as tmp:  # the quantizer writes a file
-                check_inputs, details, proto = stage(
-                    "quantizing to int8", "int8", _write_int8, tmp, source, out, spec, model, calib, weights_info,
-                    options, simplified, progress, fp32_file)
-                hold_point("int8_written")
-        elif precision == "fp16":
-            proto, details = stage("converting to fp16", "fp16", to_fp16, source, fp16_probe, lrn, fp32_bytes,
-                                   in_place=last)
-        else:
-            proto = source
-        payload = stamp(proto, spec.name, precision).SerializeToString()
+        """The artifact of `precision` made from `source` by its converter, serialized once and checked from
+        those bytes. `fp32_file`/`fp32_bytes`: the fp32 artifact made from `source`, if any; `last`: nothing
+        needs `source` after this artifact."""
+        variant = converter(precision)(Source(
+            source, spec, model, options, out, weights_info, simplified, lrn, data, calib, stage, progress,
+            fp32_file, fp32_bytes, last), path)
+        payload = stamp(variant.proto, spec.name, precision).SerializeToString()
         onnx.checker.check_model(payload)  # the bytes that ship, once (a graph argument would be serialized again)
         check = None
         if options.check:  # on the bytes in memory, before anything is written
             check = stage(f"checking {path.name} against eager PyTorch", f"check_{precision}", check_runner,
-                          OnnxRuntimeRunner(payload), check_inputs, artifact=str(path), model=spec.name,
-                          precision=precision, thresholds=options.thresholds.get(precision))
-        if precision == "int8":  # the held-out accuracy is the check's, measured here when there is no check
-            int8.record_accuracy(details, check.per_batch[str(check_inputs.batch_size)] if check else
-                                 parity.compare(check_inputs.expected, OnnxRuntimeRunner(payload)(calib.holdout)))
-        return _Variant(payload, proto, details, simplified, check)
+                          OnnxRuntimeRunner(payload), variant.check_data or data, artifact=str(path),
+                          model=spec.name, precision=precision, thresholds=options.thresholds.get(precision))
+        if variant.finish:
+            variant.finish(payload, check)
+        return _Variant(payload, variant.proto, variant.details, simplified, check)
 
     def simplification_to_blame(simplified: onnx.ModelProto | None) -> onnx.ModelProto | None:
         """After an artifact failed its check: the unsimplified graph when it is onnxsim's fault (the simplified
@@ -336,25 +294,3 @@ def _class_names(labels: str | Path | Sequence[str] | None) -> list[str] | None:
 
 def _describe_labels(labels) -> str:
     return f"labels file '{labels}'" if isinstance(labels, (str, Path)) else "the list of class names"
-
-
-def _write_int8(path: Path, graph: onnx.ModelProto, out: Path, spec, model, calib, weights_info: dict,
-                options: ExportOptions, simplify_info: dict, progress: Progress,
-                fp32_file: Path | None) -> tuple[CheckData, dict, onnx.ModelProto]:
-    """Quantize the simplified fp32 graph into `path`. Returns the held-out check data (eager outputs of the
-    held-out photos, never calibration images), the manifest's precision details and the quantized graph."""
-    expected = TorchRunner(model)(calib.holdout)
-    check = CheckData.from_arrays(calib.holdout, expected,
-                                  {**calib.holdout_described, "random": 0, "held_out": True})
-    key_parts = {"model": spec.name, "weights": weights_info, "opset": options.opset,
-                 "simplified": bool(simplify_info.get("applied")), "onnxruntime": tool_versions().get("onnxruntime")}
-    with contextlib.ExitStack() as stack:
-        if fp32_file is None:  # no fp32 artifact written by this export: quantize a temporary copy
-            tmp_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cnnx-fp32-")))
-            fp32_file = tmp_dir / "fp32.onnx"
-            onnx.save(graph, fp32_file)
-        details, quantized = int8.build_int8(
-            fp32_file, graph, path, calib=calib, holdout_expected=expected, method=options.calib_method,
-            target=options.q_dq_form, exclude=options.int8_exclude, cache_dir=out / int8.CACHE_DIR,
-            key_parts=key_parts, recalibrate=options.recalibrate, progress=progress)
-    return check, details, quantized

@@ -51,17 +51,6 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def tensorrt_version() -> str | None:
-    """The installed TensorRT version, or None (no import attempted when the package is missing)."""
-    if importlib.util.find_spec("tensorrt") is None:
-        return None
-    try:
-        import tensorrt as trt
-    except Exception:
-        return None
-    return str(trt.__version__)
-
-
 def require_tensorrt():
     reason = unavailable_reason()
     if reason:

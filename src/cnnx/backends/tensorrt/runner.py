@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UsageError
-from ..base import Runner
+from ..base import Runner, RunOptions
 from . import require_tensorrt, unavailable_reason
 from .log import shared_logger
 from .plan import batch_problem, check_plan
@@ -84,6 +84,23 @@ class TensorRTRunner(Runner):
         self._bound_batch: int | None = None
         self._graphs: dict[int, tuple] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path, options: RunOptions) -> TensorRTRunner:
+        """A plan is run as it is; an ONNX artifact through a plan built from it for batches up to
+        `options.max_batch`, or reused when one built from the same file with the same settings on this
+        TensorRT and GPU is in the engines folder (build.py)."""
+        if path.suffix.lower() == ".onnx":
+            from .build import build_engine
+
+            path, _ = build_engine(path, max_batch=options.max_batch, reuse=True)
+        return cls(path)
+
+    def close(self) -> None:
+        with self._lock:  # not while a call is running on the context
+            self._graphs.clear()
+            self._buffers.clear()
+            self._context = self._engine = self._runtime = None
 
     def _describe_io(self, trt, engine) -> None:
         """Names, dtypes and the batch range of the plan's I/O tensors; refuses a plan cnnx cannot run."""

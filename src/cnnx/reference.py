@@ -1,4 +1,5 @@
-"""Parity checks of artifacts against the eager PyTorch fp32 model (`cnnx check`, and `export`'s check)."""
+"""The eager reference an artifact is judged against, and judging a runner against it: the parity check that
+export runs on every artifact and `cnnx check` (check.py) runs on files and models."""
 
 from __future__ import annotations
 
@@ -11,12 +12,10 @@ import numpy as np
 from torch import nn
 
 from . import parity
-from .backends import artifact_runner
 from .backends.base import Runner
 from .backends.torch import TorchRunner
 from .data import image_files, load_tensor, sample_images, sample_split
-from .manifest import OnnxManifest, read_manifest
-from .models.registry import ModelSpec, get_spec
+from .models.registry import ModelSpec
 from .weights import create_model, recorded_weights
 
 RANDOM_INPUTS = 2  # besides the photos: random inputs reach value ranges photos do not
@@ -132,21 +131,3 @@ def check_runner(runner: Runner, data: CheckData, *, artifact: str, model: str, 
                        batch_sizes=[1, data.batch_size], inputs=data.described, per_batch=per_batch,
                        batch_agreement=agreement,
                        seconds=round(time.perf_counter() - start, 2))
-
-
-def check_artifact(path: str | Path, *, images: str | Path | None = None, weights: str | Path | None = None,
-                   thresholds: parity.Thresholds | None = None, backend: str = "onnxruntime",
-                   threads: int | None = None, progress: Callable[[str], None] = lambda stage: None) -> CheckResult:
-    """Check one exported artifact on `backend` against the eager model its manifest describes."""
-    start = time.perf_counter()
-    path = Path(path)
-    manifest = read_manifest(path, OnnxManifest)
-    # the artifact's own preprocessing: published weights' evaluation transform, the input size it was exported at
-    spec = get_spec(manifest.model).with_preprocess(manifest.preprocess)
-    data = reference_data(eager_model(spec.name, manifest.weights, weights, manifest.num_classes, progress), spec,
-                          manifest.precision, images)
-    runner = artifact_runner(backend, path, threads=threads)
-    result = check_runner(runner, data, artifact=str(path), model=spec.name, precision=manifest.precision,
-                          thresholds=thresholds)
-    result.seconds = round(time.perf_counter() - start, 2)
-    return result
