@@ -85,7 +85,8 @@ def hand_pipeline(model_name: str, precisions: list[str], form: str | None, out:
     from cnnx import create_model
     from cnnx.data import load_batch, sample_images
     from cnnx.export.calibration import load_calibration
-    from cnnx.export.int8 import target_options
+    from cnnx.export.qdq_forms import ort_quantize_options, ranges_of, recipe
+    from cnnx.export.qdq_tensorrt import place
     from cnnx.models.registry import get_spec
     from cnnx.parity import compare
 
@@ -126,7 +127,17 @@ def hand_pipeline(model_name: str, precisions: list[str], form: str | None, out:
             def get_next(self):
                 return next(self.batches, None)
 
-        quantize_static(str(out / "fp32.onnx"), str(out / "int8.onnx"), Reader(), **target_options(form))
+        chosen = recipe(form)
+        if form == "cpu":
+            quantize_static(str(out / "fp32.onnx"), str(out / "int8.onnx"), Reader(), **ort_quantize_options(chosen))
+        else:  # ONNX Runtime's calibrator, then NVIDIA's placement (ORT's quantizer cannot place Q/DQ that way)
+            from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+            calibrator = create_calibrator(out / "fp32.onnx", augmented_model_path=str(out / "augmented.onnx"),
+                                           extra_options={"symmetric": True})
+            calibrator.collect_data(Reader())
+            save_tensors_data(calibrator.compute_data(), out / "ranges.json")
+            onnx.save(place(onnx.load(out / "fp32.onnx"), ranges_of(out / "ranges.json")), out / "int8.onnx")
         with torch.inference_mode():
             held_out = model(torch.from_numpy(calib.holdout)).numpy()
         results["int8"] = parity(str(out / "int8.onnx"), calib.holdout, held_out)

@@ -44,7 +44,8 @@ from cnnx.backends.openvino import OpenVinoRunner
 from cnnx.bench.suite import Workload
 from cnnx.data import load_batch, sample_images
 from cnnx.export.calibration import load_calibration
-from cnnx.export.int8 import layer_macs, method_enum, target_options
+from cnnx.export.int8 import layer_macs, method_enum
+from cnnx.export.qdq_forms import cpu_recipe, ort_quantize_options
 from cnnx.hardware import achieved_tops, describe, machine_info, peak_compute
 from cnnx.manifest import OnnxManifest, read_manifest
 
@@ -240,7 +241,7 @@ def variant_file(workload: Workload, out: Path, label: str, change: dict) -> Pat
     from onnxruntime import quantization as q
 
     details = read_manifest(workload.artifacts["int8"], OnnxManifest).precision_details
-    options = target_options("cpu")
+    options = ort_quantize_options(cpu_recipe(details["recipe"]["cpus"]))
     options = {**options, **change, "extra_options": {**options["extra_options"], **change.get("extra_options", {})}}
     path = out / f"{workload.spec.name}-int8-cpu-{re.sub('[^a-z0-9]+', '-', label)}.onnx"
     with contextlib.redirect_stdout(io.StringIO()):  # the quantizer prints progress

@@ -63,6 +63,10 @@ def nin_onnx(tmp_path_factory):
 def trained_digits(tmp_path_factory):
     """cnnx's resnet18 trained from scratch on real handwritten digits (tests/trained_network.py), once per
     test session: its checkpoint, labels file, held-out digits (class folders) and calibration digits."""
+    from pathlib import Path
+
     from trained_network import make_trained_digits
 
-    return make_trained_digits(tmp_path_factory.mktemp("trained-digits"))
+    # for iterating on these tests only: the checkpoint an earlier session wrote, instead of training again
+    reuse = os.environ.get("CNNX_TEST_DIGITS_WEIGHTS")
+    return make_trained_digits(tmp_path_factory.mktemp("trained-digits"), Path(reuse) if reuse else None)

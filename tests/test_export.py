@@ -13,6 +13,7 @@ from cnnx.backends.onnxruntime import OnnxRuntimeRunner
 from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.manifest import manifest_path
 from cnnx.models.registry import get_spec
+from placement import assert_nvidia_placement
 
 LRN_MODELS = {"alexnet", "vgg11-lrn", "googlenet"}
 SLOW = {"vgg11", "vgg11-lrn", "vgg16-c", "vgg19", "resnet152", "resnext101-32x8d", "inception-resnet-v2",
@@ -87,6 +88,7 @@ def test_every_model_exports_and_passes_parity_in_every_precision(spec, tmp_path
         return
     int8 = results[2].manifest.precision_details
     assert int8["qdq"]["nonzero_zero_points"] == 0  # the TensorRT form: symmetric everywhere
+    assert_nvidia_placement(graphs["int8"], int8)  # residual skips, Concat, MaxPool, classifier
     assert results[2].check.inputs["held_out"]
     fp16 = results[1]
     graph = graphs["fp16"]

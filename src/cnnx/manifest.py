@@ -154,6 +154,11 @@ class OnnxManifest(_Manifest):
         """int8: the Q/DQ form ("tensorrt" or "cpu"); None for the other precisions."""
         return self.precision_details.get("target") if self.precision == "int8" else None
 
+    @property
+    def int8_cpus(self) -> str | None:
+        """cpu-form int8: the CPUs its weights are for, "vnni" or "any" (export/qdq_forms.py); else None."""
+        return (self.precision_details.get("recipe") or {}).get("cpus") if self.precision == "int8" else None
+
 
 @dataclass
 class PlanManifest(_Manifest):

@@ -103,6 +103,8 @@ Q_DQ_FORMS: dict[str, QdqForm] = {f.name: f for f in (
                    "recipe that does not saturate on CPUs without VNNI"),
 )}
 DEFAULT_Q_DQ_FORM = next(f.name for f in Q_DQ_FORMS.values() if f.default)
+# The CPUs a cpu-form artifact is for (export/qdq_forms.py): "auto" decides on this machine.
+INT8_CPU_TARGETS = ("auto", "vnni", "any")
 # The form a CPU-only export (`--target onnx`) and bench on a CPU use: the one ONNX Runtime runs fastest.
 CPU_Q_DQ_FORM = "cpu"
 assert CPU_Q_DQ_FORM in Q_DQ_FORMS and sum(f.default for f in Q_DQ_FORMS.values()) == 1

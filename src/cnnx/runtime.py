@@ -22,6 +22,7 @@ does the latter. The outputs equal latency mode's up to floating-point summation
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,11 +30,20 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from .backends import check_mode, default_backend, get_backend
+from .backends import Backend, check_mode, default_backend, get_backend
 from .backends.base import Runner, RunOptions
+from .backends.onnxruntime import OnnxRuntimeRunner, int8_kernels_saturate
 from .data import load_image, preprocess, to_rgb
 from .errors import BackendUnavailable, UsageError
-from .manifest import Manifest, PlanManifest, class_names, manifest_kind, read_manifest, refuse_manifest_as_artifact
+from .manifest import (
+    Manifest,
+    OnnxManifest,
+    PlanManifest,
+    class_names,
+    manifest_kind,
+    read_manifest,
+    refuse_manifest_as_artifact,
+)
 
 CLASSIFY_BATCH = 32  # images per inference in classify(): bounds memory for long lists
 
@@ -65,6 +75,11 @@ def load(path: str | Path, backend: str | None = None, *, threads: int | None = 
     chosen = get_backend(backend, runs=("onnx", "plan")) if backend else default_backend(path)
     manifest = read_manifest(path, manifest_kind(path))
     options = RunOptions(threads=threads, mode=check_mode(mode), max_requests=max_requests)
+    if manifest_needs_vnni(manifest, chosen):
+        warnings.warn(f"'{path.name}' has 8-bit int8 weights for CPUs with VNNI, and ONNX Runtime's int8 kernels "
+                      "saturate on this CPU: it loses accuracy here (its manifest's `kernels` entry shows how much "
+                      "on the machine it was exported on). Re-export it with `--int8-cpus any` for CPUs without "
+                      "VNNI.", RuntimeWarning, stacklevel=2)
     try:
         runner = chosen.open(path, options)
     except BackendUnavailable as exc:
@@ -72,6 +87,13 @@ def load(path: str | Path, backend: str | None = None, *, threads: int | None = 
                                  exc.hint or "run it on a machine where that backend is usable (cnnx doctor), or "
                                              "pass the ONNX artifact to a backend that is") from None
     return Predictor(path, manifest, runner)
+
+
+def manifest_needs_vnni(manifest: Manifest, backend: Backend) -> bool:
+    """An int8 artifact made for CPUs with VNNI, about to run on ONNX Runtime's CPU kernels, which saturate on
+    this CPU (backends/onnxruntime.py measures it once per process)."""
+    return (isinstance(manifest, OnnxManifest) and manifest.int8_cpus == "vnni"
+            and backend.runner_class() is OnnxRuntimeRunner and int8_kernels_saturate())
 
 
 class Predictor:

@@ -11,6 +11,7 @@ slower (the callers' parallel loops contend for one thread pool)."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -70,3 +71,36 @@ class OnnxRuntimeRunner(Runner):
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+
+
+@functools.cache
+def int8_kernels_saturate() -> bool:
+    """Whether this ONNX Runtime's uint8 x int8 kernels saturate on this CPU. x86 CPUs without VNNI multiply
+    them with VPMADDUBSW, whose pairwise int16 sums clip at 32767, so 8-bit weights next to large activations lose
+    accuracy (ONNX Runtime's quantization guide: "might suffer from saturation ... There is no such issue on x64
+    with VNNI"). Measured rather than read from CPU flags, so it holds for whatever CPU (or emulator) and ONNX
+    Runtime build runs it: a 1x1 conv over 64 channels of 255 x 127 (uint8 activations, int8 weights, a
+    quantized output: the QLinearConv every optimized session fuses) is 64 exactly, about 32 saturated."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    channels = 64
+    constants = [numpy_helper.from_array(np.array(1 / 255, np.float32), "x_scale"),
+                 numpy_helper.from_array(np.array(0, np.uint8), "x_zero"),
+                 numpy_helper.from_array(np.full((8, channels, 1, 1), 127, np.int8), "w"),
+                 numpy_helper.from_array(np.full(8, 1 / 127, np.float32), "w_scale"),
+                 numpy_helper.from_array(np.zeros(8, np.int8), "w_zero"),
+                 numpy_helper.from_array(np.array(0.5, np.float32), "y_scale")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["c"]),
+             helper.make_node("QuantizeLinear", ["c", "y_scale", "x_zero"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "y_scale", "x_zero"], ["y"])]
+    graph = helper.make_graph(nodes, "u8s8_probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                  [1, channels, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    out = OnnxRuntimeRunner(model.SerializeToString())(np.ones((1, channels, 2, 2), np.float32))
+    return bool(np.abs(out - channels).max() > 1.0)

@@ -14,6 +14,7 @@ from ..precisions import (
     CPU_Q_DQ_FORM,
     DEFAULT_CALIBRATION_METHOD,
     DEFAULT_Q_DQ_FORM,
+    INT8_CPU_TARGETS,
     Q_DQ_FORMS,
 )
 from .common import (
@@ -61,6 +62,10 @@ from .common import (
 @click.option("--int8-target", type=click.Choice(list(Q_DQ_FORMS)), default=None,
               help="Q/DQ form: " + "; ".join(f"{f.name}: {f.description}" for f in Q_DQ_FORMS.values())
                    + f". Default: {CPU_Q_DQ_FORM} with --target onnx, else {DEFAULT_Q_DQ_FORM}.")
+@click.option("--int8-cpus", type=click.Choice(INT8_CPU_TARGETS), default="auto", show_default=True,
+              help="The CPUs a cpu-form int8 artifact is for: vnni (AVX-512 VNNI, AVX-VNNI or AMX: 8-bit weights), "
+                   "any (every x86 CPU: 7-bit weights, which CPUs without VNNI cannot saturate), or auto "
+                   "(vnni if this machine's ONNX Runtime multiplies int8 exactly, else any).")
 @click.option("--int8-exclude", default=None,
               help="'auto' (keep the most harmful layers in float until 30 dB SQNR) or NODE,NODE,...")
 @click.option("--recalibrate", is_flag=True, default=False, help="Ignore the calibration cache.")
@@ -75,7 +80,7 @@ from .common import (
 @threshold_options
 def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, input_size, resize, labels, out_dir,
                opset, no_simplify, no_check, images, int8_flag, calib_data, calib_size, calib_method, int8_target,
-               int8_exclude, recalibrate, force, target, max_batch, as_json, **limits) -> None:
+               int8_cpus, int8_exclude, recalibrate, force, target, max_batch, as_json, **limits) -> None:
     """Export MODEL to ONNX (dynamic batch), simplified, in fp32/fp16/int8, with a parity check, and a
     TensorRT engine where TensorRT and a GPU are usable."""
     from ..export.pipeline import ExportOptions, export_model
@@ -89,7 +94,8 @@ def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, in
         num_classes=num_classes, labels=labels, input_size=input_size, resize=resize, opset=opset,
         simplify=not no_simplify, check=not no_check, images=images,
         thresholds={p: thresholds_from(limits, p) for p in precisions}, calib_data=calib_data,
-        calib_size=calib_size, calib_method=calib_method, int8_target=int8_target, int8_exclude=exclude,
+        calib_size=calib_size, calib_method=calib_method, int8_target=int8_target, int8_cpus=int8_cpus,
+        int8_exclude=exclude,
         recalibrate=recalibrate, target=target, max_batch=max_batch, force=force)
     with StageProgress(not as_json) as progress:
         results = export_model(options, progress)

@@ -40,6 +40,8 @@ class ExportOptions:
     calib_method: str = DEFAULT_CALIBRATION_METHOD
     int8_target: str | None = None  # the Q/DQ form; None: CPU_Q_DQ_FORM when target is "onnx", else the default
     int8_exclude: str | list[str] | None = None  # "auto" (rescue) or node names
+    # the cpu form's CPUs (export/qdq_forms.py): "auto" (this machine's kind), "vnni" (8-bit weights), "any" (7-bit)
+    int8_cpus: str = "auto"
     recalibrate: bool = False
     # TensorRT engines: "auto" builds one when TensorRT and a GPU are usable, "tensorrt" requires it, "onnx" skips
     target: str = "auto"

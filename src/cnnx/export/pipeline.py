@@ -40,6 +40,7 @@ from .engines import TARGETS, EngineOutcome, engine_for_artifact
 from .fp16 import lrn_nodes
 from .onnx import INPUT_NAME, OUTPUT_NAME, check_opset, stamp, torch_to_onnx
 from .options import ExportOptions
+from .qdq_forms import recipe
 from .reuse import export_key, folder_digest, up_to_date
 from .simplify import rejected_by_check, simplify
 from .variant import Source, Variant
@@ -130,7 +131,7 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     spec = resolved.spec.at_input_size(options.input_size, options.resize)
     calib = None
     if "int8" in precisions:  # every calibration-data problem fails here, before anything is written
-        int8.validate_options(options.calib_method, options.q_dq_form, options.int8_exclude)
+        int8.validate_options(options.calib_method, options.q_dq_form, options.int8_exclude, options.int8_cpus)
         calib = load_calibration(options.calib_data, spec, options.calib_size, seed=options.seed)
     out = prepare_output_dir(options.out_dir)
     if options.check and options.images is not None:
@@ -181,7 +182,8 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
         check = None
         if options.check:  # on the bytes in memory, before anything is written
             check = stage(f"checking {path.name} against eager PyTorch", f"check_{precision}", check_runner,
-                          OnnxRuntimeRunner(payload), variant.check_data or data, artifact=str(path),
+                          OnnxRuntimeRunner(payload, options=variant.session_options), variant.check_data or data,
+                          artifact=str(path),
                           model=spec.name, precision=precision, thresholds=options.thresholds.get(precision))
         if variant.finish:
             variant.finish(payload, check)
@@ -263,8 +265,10 @@ def _export_key(options: ExportOptions, spec, weights_info: dict, labels, calib,
              "check": {"images": folder_digest(options.images),
                        "thresholds": thresholds.to_dict() if thresholds else None} if options.check else None}
     if precision == "int8":
-        parts["int8"] = {"form": options.q_dq_form, "method": options.calib_method, "exclude": options.int8_exclude,
-                         "calibration": calib.sha256, "holdout": calib.holdout_described}
+        form = recipe(options.q_dq_form, options.int8_cpus)  # "auto" CPUs resolved: the recipe is what counts
+        parts["int8"] = {"form": options.q_dq_form, "recipe": form.to_dict(), "method": options.calib_method,
+                         "exclude": options.int8_exclude, "calibration": calib.sha256,
+                         "holdout": calib.holdout_described}
     return export_key(**parts)
 
 

@@ -57,6 +57,7 @@ class Variant:
     # called with the artifact's bytes and its check (None: --no-check) before the manifest is written, to add
     # what the check measured to `details` (int8: its held-out accuracy)
     finish: Callable[[bytes, CheckResult | None], None] | None = None
+    session_options: dict | None = None  # ONNX Runtime options of its check (None: all optimizations, as users run)
 
 
 def as_exported(source: Source, path: Path) -> Variant:
