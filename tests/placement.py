@@ -33,10 +33,9 @@ def assert_nvidia_placement(proto: onnx.ModelProto, details: dict) -> None:
             assert branch.op_type == "Conv", f"{node.name}: float input from {branch.op_type}, not a conv branch"
         if node.op_type == "Concat":
             assert not any(quantized(i) for i in node.input), f"{node.name}: per-input Q/DQ on a Concat"
-        if node.op_type == "MaxPool":  # everything reading its output reads it quantized: it runs in int8
-            out_readers = readers.get(node.output[0], [])
-            if out_readers and all(r.op_type == "QuantizeLinear" for r in out_readers):
-                assert quantized(node.input[0]), f"{node.name}: MaxPool between int8 tensors reads float"
+        if node.op_type in ("MaxPool", "AveragePool"):  # its output read quantized: it runs in int8
+            if any(r.op_type == "QuantizeLinear" for r in readers.get(node.output[0], [])):
+                assert quantized(node.input[0]), f"{node.name}: {node.op_type} before a Q reads float"
         if node.op_type == "QuantizeLinear" and node.input[0] in producers:
             source = producers[node.input[0]]
             if source.op_type in ("Conv", "Gemm", "MatMul"):  # a layer's output: only as a residual skip

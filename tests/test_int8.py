@@ -101,7 +101,7 @@ def test_tensorrt_form_follows_nvidias_placement_rules(resnet18_export):
     assert len(adds) == 8 and len(skips_from_convs) == 3  # the three downsample blocks' skips are int8 too
     details = results["int8"].manifest.precision_details
     assert details["placement"]["residual_adds_one_input_quantized"] == 8
-    assert details["placement"]["maxpool_inputs_quantized"] == 1
+    assert details["placement"]["pool_inputs_quantized"] == 1
     choice = details["classifier"]
     assert choice["precision"] in ("int8", "float") and set(choice["probe_sqnr_db"]) == {"int8", "float"}
 
@@ -199,6 +199,22 @@ def test_cache_is_reused_and_invalidated_by_data_method_or_forced(resnet18_expor
     assert other_method["status"] == "computed" and other_method["key"] != first["cache"]["key"]
     forced = build(calib, recalibrate=True)["calibration"]["cache"]
     assert forced["status"].startswith("recalibrated") and forced["key"] == first["cache"]["key"]
+
+
+def test_auto_calibration_keeps_the_method_the_probe_finds_most_accurate(resnet18_export, tmp_path):
+    """Issue 22: minmax keeps the outliers trained networks need, entropy's clipping suits activations without
+    them; "auto" calibrates with both and keeps the better on the probe, recording both numbers."""
+    out, results = resnet18_export
+    fp32_path = results["fp32"].path
+    calib = load_calibration("samples", get_spec("resnet18"), 8)
+    details, _ = int8.build_int8(fp32_path, onnx.load(str(fp32_path)), tmp_path / "auto.onnx", calib=calib,
+                                 holdout_expected=_expected("resnet18", calib), method="auto", target="tensorrt",
+                                 exclude=None, cache_dir=tmp_path / "cache", key_parts={"model": "resnet18"})
+    choice = details["calibration"]["auto"]
+    assert set(choice["probe_sqnr_db"]) == {"minmax", "entropy"}
+    assert choice["chosen"] == max(choice["probe_sqnr_db"], key=choice["probe_sqnr_db"].get)
+    assert details["calibration"]["method"] == choice["chosen"]
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2  # each method's ranges cached for the next export
 
 
 def test_export_reuses_cache_on_the_next_export(resnet18_export):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from . import parity
-from .backends import backend_for_suffix, get_backend
+from .backends import default_backend, get_backend
 from .backends.base import RunOptions
 from .errors import UsageError
 from .manifest import OnnxManifest, read_manifest
@@ -24,7 +24,7 @@ from .precisions import CHECKED_PRECISIONS, DEFAULT_Q_DQ_FORM
 from .reference import CheckResult, check_runner, eager_model, reference_data
 
 # Export judges every artifact it writes on this backend, so for it a model's export is its check.
-EXPORT_CHECK_BACKEND = backend_for_suffix(".onnx").name
+EXPORT_CHECK_BACKEND = default_backend("model.onnx").name
 
 
 def thresholds_for(precision: str, overrides: Mapping[str, float | None] | None = None) -> parity.Thresholds:
@@ -90,7 +90,7 @@ def check(targets: Sequence[str | Path] = (), *, all_models: bool = False,
         image_files(images)  # a bad folder fails before any export
     overridden = any(v is not None for v in (thresholds or {}).values())  # None: each precision's own gate
     limits = {p: thresholds_for(p, thresholds) if overridden else None for p in parity.DEFAULT_THRESHOLDS}
-    results = []
+    results: list[CheckResult] = []
     for path in files:
         progress(f"checking {path}")
         precision = read_manifest(path, OnnxManifest).precision
@@ -103,8 +103,11 @@ def check(targets: Sequence[str | Path] = (), *, all_models: bool = False,
                                 thresholds={p: limits.get(p) for p in precisions},
                                 calib_data=calib_data if "int8" in precisions else None, target="onnx",
                                 int8_target=DEFAULT_Q_DQ_FORM)
-        results += [r.check if export_checks else
-                    check_artifact(r.path, images=images, backend=backend, thresholds=limits.get(r.manifest.precision),
-                                   progress=progress)
-                    for r in export_model(options, progress)]
+        for r in export_model(options, progress):
+            if export_checks:
+                assert r.check is not None  # export checked (or reused the recorded check of) every artifact
+                results.append(r.check)
+            else:
+                results.append(check_artifact(r.path, images=images, backend=backend,
+                                              thresholds=limits.get(r.manifest.precision), progress=progress))
     return results

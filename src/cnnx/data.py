@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -49,8 +51,10 @@ class Preprocess:
     def from_dict(cls, entry) -> Preprocess:
         """From a manifest's "preprocess" entry, validated: a damaged entry is a UsageError."""
         try:
-            pre = cls(resize=int(entry["resize"]), crop=int(entry["crop"]), mean=tuple(map(float, entry["mean"])),
-                      std=tuple(map(float, entry["std"])), interpolation=str(entry["interpolation"]))
+            pre = cls(resize=int(entry["resize"]), crop=int(entry["crop"]),  # mean, std: lengths checked below
+                      mean=cast("tuple[float, float, float]", tuple(map(float, entry["mean"]))),
+                      std=cast("tuple[float, float, float]", tuple(map(float, entry["std"]))),
+                      interpolation=str(entry["interpolation"]))
         except (TypeError, KeyError, ValueError):
             raise UsageError("the artifact's manifest has no usable 'preprocess' entry (resize, crop, mean, "
                              "std, interpolation)", "re-export the artifact with this version of cnnx") from None
@@ -174,25 +178,29 @@ def _decode_reduced(img: Image.Image, name: str) -> None:
                      "a JPEG up to twice that is decoded at reduced size)", "scale the image down first")
 
 
-def load_image(path: str | Path | bytes) -> Image.Image:
+def load_image(path: str | os.PathLike[str] | bytes | bytearray | memoryview) -> Image.Image:
     """Decode any common format and mode (greyscale, RGBA, CMYK, palette, 16-bit) into 8-bit RGB, as
     `Image.open(path).convert("RGB")` does (see to_rgb); images over the pixel limit: see _decode_reduced.
     `path` may also be the encoded image itself (the bytes of a JPEG, PNG, ... file: an upload, a request)."""
-    encoded = isinstance(path, (bytes, bytearray, memoryview))
-    source = io.BytesIO(path) if encoded else Path(path)
-    name = f"of {len(source.getbuffer())} bytes" if encoded else f"'{path}'"
+    source: io.BytesIO | Path
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(path)
+        size = len(source.getbuffer())
+        name, what = f"of {size} bytes", f"these {size} bytes are"
+    else:
+        source = Path(path)
+        name, what = f"'{path}'", f"'{path}' is"
     try:
         with Image.open(source) as img:
             _decode_reduced(img, name)
             img.load()
             return to_rgb(img)
     except FileNotFoundError:
-        raise UsageError(f"image '{path}' does not exist") from None
+        raise UsageError(f"image {name} does not exist") from None
     except Image.DecompressionBombError as exc:  # over twice the limit: Pillow refuses to open it
         raise UsageError(f"image {name} is too large to decode: {exc}", "scale the image down first") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         detail = str(exc).replace(f" {source!r}", "")  # Pillow names the file object: say nothing for bytes
-        what = f"these {len(source.getbuffer())} bytes are" if encoded else f"'{path}' is"
         raise UsageError(f"{what} not a readable image ({exc.__class__.__name__}: {detail})",
                          "remove it or replace it with a valid image file") from None
     except MemoryError:
@@ -237,7 +245,7 @@ def preprocess(img: Image.Image, pre: Preprocess) -> np.ndarray:
         img = img.resize((new_w, new_h), resample).crop(box)  # outside the image: zeros, as torchvision pads
     else:
         img = _resize_crop_region(img, (new_w, new_h), box, resample)
-    arr = np.asarray(img, dtype=np.float32) / 255.0
+    arr: np.ndarray = np.asarray(img, dtype=np.float32) / 255.0
     arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 

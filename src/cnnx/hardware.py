@@ -15,6 +15,7 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_b
 
 def cpu_info() -> dict:
     """CPU model, vendor, ISA flags, logical and physical cores, and the clock /proc/cpuinfo reports (MHz)."""
+    flags: set[str]
     model, vendor, flags, mhz, physical = platform.processor() or platform.machine(), None, set(), None, set()
     cores_per_socket = None
     try:

@@ -20,9 +20,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar, overload
 
 from .artifacts import write_json
 from .data import Preprocess, check_class_names, imagenet_labels
@@ -64,7 +66,20 @@ class TensorSpec:
         return spec
 
 
-_SIMPLE_TYPES = {"str": str, "int": int, "float": (int, float), "dict": dict, "bool": bool, "list": list}
+_ACCEPTED: dict[type, tuple[type, ...]] = {float: (int, float)}  # JSON writes 3.0 as 3
+_NESTED = {TensorSpec: TensorSpec.from_dict, Preprocess: lambda value, name: Preprocess.from_dict(value)}
+
+
+def _declared(annotation) -> tuple[type, bool]:
+    """(the type, whether None is allowed) of a field annotated `T` or `T | None`."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        kinds = [a for a in args if a is not type(None)]
+        return kinds[0], len(kinds) < len(args)
+    return typing.get_origin(annotation) or annotation, False
+
+
+_M = TypeVar("_M", bound="_Manifest")
 
 
 class _Manifest:
@@ -72,6 +87,19 @@ class _Manifest:
 
     KIND: ClassVar[str]
     DESCRIPTION: ClassVar[str]
+
+    if typing.TYPE_CHECKING:  # what the shared code reads of the dataclasses below (both declare these)
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+        artifact_sha256: str
+        model: str
+        precision: str | None
+        input: TensorSpec
+        output: TensorSpec | None
+        preprocess: Preprocess | None
+        labels: list | None
+
+        @property
+        def q_dq_form(self) -> str | None: ...
 
     @property
     def stem(self) -> str:
@@ -86,25 +114,25 @@ class _Manifest:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict, where: str):
+    def from_dict(cls: type[_M], data: dict, where: str) -> _M:
         missing = [f.name for f in dataclasses.fields(cls)
                    if f.name not in data and f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING]
         if missing:
             raise UsageError(f"manifest '{where}' lacks {', '.join(missing)}", REEXPORT_HINT)
         values = {}
+        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 continue
             value = data[f.name]
-            if f.name in ("input", "output"):
-                value = None if value is None and "None" in f.type else TensorSpec.from_dict(value, f.name)
-            elif f.name == "preprocess":
-                value = None if value is None and "None" in f.type else Preprocess.from_dict(value)
-            else:
-                expected = _SIMPLE_TYPES.get(f.type.split(" | ")[0])
-                if expected and not (isinstance(value, expected) or (value is None and "None" in f.type)):
-                    raise UsageError(f"manifest '{where}' has a damaged '{f.name}' entry ({value!r})", REEXPORT_HINT)
+            kind, optional = _declared(hints[f.name])
+            if value is None and optional:
+                pass
+            elif kind in _NESTED:
+                value = _NESTED[kind](value, f.name)
+            elif not isinstance(value, _ACCEPTED.get(kind, kind)):
+                raise UsageError(f"manifest '{where}' has a damaged '{f.name}' entry ({value!r})", REEXPORT_HINT)
             values[f.name] = value
         manifest = cls(**values)
         labels = getattr(manifest, "labels", None)
@@ -202,11 +230,12 @@ class PlanManifest(_Manifest):
 
 
 Manifest = OnnxManifest | PlanManifest
-KINDS: dict[str, type] = {OnnxManifest.KIND: OnnxManifest, PlanManifest.KIND: PlanManifest}
-SUFFIX_KINDS: dict[str, type] = {".onnx": OnnxManifest, ".plan": PlanManifest}  # what an artifact file is
+ManifestKind = type[OnnxManifest] | type[PlanManifest]
+KINDS: dict[str, ManifestKind] = {OnnxManifest.KIND: OnnxManifest, PlanManifest.KIND: PlanManifest}
+SUFFIX_KINDS: dict[str, ManifestKind] = {".onnx": OnnxManifest, ".plan": PlanManifest}  # what an artifact file is
 
 
-def manifest_kind(artifact: str | Path) -> type:
+def manifest_kind(artifact: str | Path) -> ManifestKind:
     """The manifest class of an artifact file, by its suffix; any other file is refused."""
     kind = SUFFIX_KINDS.get(Path(artifact).suffix.lower())
     if kind is None:
@@ -243,7 +272,7 @@ def parse_manifest(data, where: str) -> Manifest:
     if data["format"] != FORMAT:
         raise UsageError(f"'{where}' was written by another version of cnnx (manifest format "
                          f"{data['format']!r}, this cnnx reads {FORMAT!r})", REEXPORT_HINT)
-    kind = KINDS.get(data.get("kind"))
+    kind = KINDS.get(data.get("kind", ""))
     if kind is None:
         raise UsageError(f"'{where}' has an unknown manifest kind {data.get('kind')!r}", REEXPORT_HINT)
     return kind.from_dict(data, where)
@@ -257,7 +286,11 @@ def refuse_manifest_as_artifact(path: Path) -> None:
                          f"pass the artifact it describes: {siblings[0] if siblings else 'the .onnx or .plan file'}")
 
 
-def read_manifest(artifact: str | Path, kind: type | None = None) -> Manifest:
+@overload
+def read_manifest(artifact: str | Path, kind: type[_M]) -> _M: ...
+@overload
+def read_manifest(artifact: str | Path, kind: None = None) -> Manifest: ...
+def read_manifest(artifact: str | Path, kind: type[_Manifest] | None = None) -> _Manifest:
     """The manifest of an artifact, validated and checked against the artifact's bytes (and its kind)."""
     artifact = Path(artifact)
     refuse_manifest_as_artifact(artifact)

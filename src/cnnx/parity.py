@@ -26,7 +26,7 @@ SQNR_CAP_DB = 200.0
 DEFAULT_THRESHOLDS: dict[str, Thresholds] = {name: p.gate for name, p in PRECISIONS.items() if p.gate}
 
 
-def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
+def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, float | None]:
     ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
     out = np.asarray(output, np.float64).reshape(len(output), -1)
     if ref.shape != out.shape:
@@ -57,7 +57,7 @@ def sqnr_db(signal: float, noise: float) -> float:
     return min(SQNR_CAP_DB, float(10 * np.log10(signal / noise))) if signal else 0.0
 
 
-def judge(metrics: dict[str, float], limits: Thresholds) -> list[str]:
+def judge(metrics: dict[str, float | None], limits: Thresholds) -> list[str]:
     """The reasons a result fails its thresholds (empty list: it passes)."""
     failures = []
     if metrics["nonfinite"]:

@@ -109,5 +109,8 @@ INT8_CPU_TARGETS = ("auto", "vnni", "any")
 CPU_Q_DQ_FORM = "cpu"
 assert CPU_Q_DQ_FORM in Q_DQ_FORMS and sum(f.default for f in Q_DQ_FORMS.values()) == 1
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# How activation ranges are set. "auto" calibrates with each of AUTO_CALIBRATION_METHODS and keeps the one whose
+# int8 graph the probe (the first calibration tensors) finds most accurate (export/int8.py).
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile", "auto")
+AUTO_CALIBRATION_METHODS = ("minmax", "entropy")
 DEFAULT_CALIBRATION_METHOD = "minmax"

@@ -12,6 +12,7 @@ neither torch nor any runtime package (the runtime API reads it in inference-onl
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +82,9 @@ class Backend:
         """The runner of an eager backend for an nn.Module."""
         if self.runs != "eager":
             raise UsageError(f"the {self.name} backend runs artifact files, not PyTorch modules")
-        return self.runner_class()(model, device=device, precision=precision)
+        # an eager runner's own constructor takes the module (Runner's docstring); the base class declares none
+        make: Callable[..., Runner] = self.runner_class()
+        return make(model, device=device, precision=precision)
 
 
 _EAGER_NOT_RUN = {"bf16": _ONNX_ONLY, "int8": _ONNX_ONLY}

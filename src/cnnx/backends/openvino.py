@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class OpenVinoRunner(Runner):
         self._idle.put(self.compiled.create_infer_request())
         pool = max_requests or max(os.cpu_count() or 1, self.concurrency)
         self._slots = threading.BoundedSemaphore(max(1, pool))
-        self._async_queue = None
+        self._async_queue: tuple[Any, threading.Lock] | None = None  # (ov.AsyncInferQueue, its lock): _queue()
 
     @classmethod
     def open(cls, path: Path, options: RunOptions) -> OpenVinoRunner:

@@ -21,8 +21,8 @@ class TorchRunner(Runner):
     def __init__(self, model: nn.Module, device: str = "cpu", precision: str = "fp32"):
         self.device = device
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.model = on_device(model, device, self.dtype).eval()
-        self.forward: Callable = self.model
+        self.model: nn.Module | None = on_device(model, device, self.dtype).eval()
+        self.forward: Callable | None = self.model
 
     @classmethod
     def runtime_details(cls) -> dict:
@@ -34,6 +34,7 @@ class TorchRunner(Runner):
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device, self.dtype)
+            assert self.forward is not None  # None only after close()
             return self.forward(x).float().cpu().numpy()
 
     def prepare(self, x_device: torch.Tensor) -> None:
@@ -43,6 +44,7 @@ class TorchRunner(Runner):
         host = torch.from_numpy(batch).to(self.dtype)
         if self.device == "cpu":
             def cpu_step():
+                assert self.forward is not None  # None only after close()
                 with torch.inference_mode():
                     self.forward(host)
             return cpu_step, None
@@ -52,6 +54,7 @@ class TorchRunner(Runner):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
         def compute_step():
+            assert self.forward is not None  # None only after close()
             with torch.inference_mode():
                 start.record()
                 self.forward(x_dev)
@@ -60,6 +63,7 @@ class TorchRunner(Runner):
             return start.elapsed_time(end)
 
         def end_to_end_step():
+            assert self.forward is not None  # None only after close()
             with torch.inference_mode():
                 self.forward(host.to(self.device, non_blocking=False)).cpu()
 
@@ -97,6 +101,7 @@ class TorchCudaGraphRunner(TorchRunner):
         return None if torch.cuda.is_available() else "CUDA graphs need a CUDA GPU (none is visible to PyTorch)"
 
     def prepare(self, x_device: torch.Tensor) -> None:
+        assert self.model is not None  # None only after close()
         self.forward = cuda_graph(self.model, x_device)
 
 

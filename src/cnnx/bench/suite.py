@@ -82,14 +82,14 @@ class Workload:
             self.spec: ModelSpec = get_spec(manifest.model).with_preprocess(manifest.preprocess)
             self.artifacts[manifest.precision] = Path(target)
             self.weights = manifest.weights
-            self.num_classes = manifest.num_classes
+            self.num_classes: int | None = manifest.num_classes
         else:
             resolved = resolve_weights(target, weights=weights, pretrained=pretrained, seed=seed)
             self.spec = resolved.spec  # with the preprocessing of the weights (published weights bring their own)
             resolved.local_file(progress)  # published weights: fetched (and verified) once, here
             self.weights = resolved.record()
             self.num_classes = None
-        self._eager = None
+        self._eager: torch.nn.Module | None = None
         self._runners: dict[tuple[str, str, str], Runner] = {}
         self._inputs: dict[int, np.ndarray] = {}
 
@@ -275,6 +275,7 @@ def add_speedups(report: BenchReport) -> None:
     for case in report.cases:
         base = baseline.get((case.batch, case.mode))
         if case.status == "ok" and base:
+            assert case.latency is not None  # run_rounds timed every case that is still "ok"
             case.speedup = (case.latency["images_per_s_of_rounds"] / base["images_per_s_of_rounds"]
                             if case.mode == "throughput"
                             else base["median_of_rounds_ms"] / case.latency["median_of_rounds_ms"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..artifacts import prepare_output_file
-from ..backends import backend_for_suffix
+from ..backends import default_backend
 from ..backends import names as backend_names
 from ..errors import CheckFailed
 from ..precisions import (
@@ -119,7 +119,7 @@ def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, in
                    "(default: what the manifest names).")
 @pretrained_option
 @click.option("--backend", type=click.Choice(backend_names(runs=("onnx", "plan"))),
-              default=backend_for_suffix(".onnx").name,
+              default=default_backend("model.onnx").name,
               show_default=True, help="Where artifacts run (tensorrt builds or reuses a plan from the ONNX file).")
 @json_option
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML here.")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from rich.table import Table
 
 from .common import console, emit_json, json_option, say
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 
 def _pretrained_summary(name: str) -> dict | None:
@@ -31,9 +36,10 @@ def list_cmd(as_json: bool) -> None:
         emit_json([{**s.to_dict(), "pretrained": _pretrained_summary(s.name)} for s in specs])
         return
     table = Table(title="cnnx model zoo")
-    for column, justify in (("name", "left"), ("family", "left"), ("params", "right"),
-                            ("GMACs", "right"), ("input", "right"), ("checkpoint", "left"),
-                            ("--pretrained top-1", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("name", "left"), ("family", "left"), ("params", "right"), ("GMACs", "right"), ("input", "right"),
+        ("checkpoint", "left"), ("--pretrained top-1", "right"))
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for s in specs:
         weights = _pretrained_summary(s.name)

@@ -33,6 +33,7 @@ from ..backends import BACKENDS
 from ..errors import BackendUnavailable, UsageError
 from ..manifest import (
     Manifest,
+    OnnxManifest,
     PlanManifest,
     TensorSpec,
     class_names,
@@ -150,9 +151,15 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def _dims(tensor: TensorSpec | None, key: str) -> tuple[int, ...]:
+def _recorded(tensor: TensorSpec | None, key: str) -> TensorSpec:
+    """The manifest's input or output; a plan built from an ONNX file without a cnnx manifest has no output."""
     if tensor is None:
         raise UsageError(f"the manifest records no '{key}' tensor", "rebuild the artifact with this version of cnnx")
+    return tensor
+
+
+def _dims(tensor: TensorSpec | None, key: str) -> tuple[int, ...]:
+    tensor = _recorded(tensor, key)
     if isinstance(tensor.shape[0], int) and not isinstance(tensor.shape[0], bool):
         raise UsageError(f"the artifact's {key} has a fixed batch of {tensor.shape[0]}; Triton batching needs a "
                          "dynamic batch dimension", "re-export it with `cnnx export` (dynamic batch)")
@@ -193,6 +200,7 @@ def _header(plan: ModelPlan) -> list[str]:
                   f"# center-crop {pre.crop}, scale to [0, 1], subtract mean {list(pre.mean)}, "
                   f"divide by std {list(pre.std)}."]
     if plan.platform == "python":
+        assert isinstance(m, OnnxManifest)  # the python kind serves ONNX artifacts only (_check_options)
         lines += [f"# Or encoded image files (JPEG, PNG, ...) as {triton_python_model.BYTES_INPUT}: "
                   "1/model.py preprocesses them the same way.",
                   f"# Outputs: {m.output.name}, and the top {plan.parameters['topk']} "
@@ -203,6 +211,7 @@ def _header(plan: ModelPlan) -> list[str]:
                      "# max_batch_size 0: OpenVINO runs each request at its own batch (the first dim); Triton "
                      "does not batch requests.")
     if plan.platform == "tensorrt_plan":
+        assert isinstance(m, PlanManifest)  # only plans are served by tensorrt_plan (_platform)
         flags = m.build_flags
         version = m.tensorrt.get("version", "?")
         lines.append(f"# Built with TensorRT {version}: "
@@ -219,6 +228,7 @@ def render_config(plan: ModelPlan, opts: TritonOptions) -> str:
     if plan.platform == "tensorrt_plan":
         # Triton picks this file on GPUs of exactly this compute capability, and model.plan (the default
         # name, i.e. the same file) on any other: the mapping records the GPU, it restricts nothing.
+        assert isinstance(plan.manifest, PlanManifest)  # only plans are served by tensorrt_plan (_platform)
         lines += ['platform: "tensorrt_plan"',
                   f'cc_model_filenames {{ key: "{plan.manifest.compute_capability}" value: "model.plan" }}']
     elif plan.platform == "onnxruntime_onnx":
@@ -266,7 +276,7 @@ def validate_config(text: str, plan: ModelPlan):
         problems.append(f"max_batch_size {config.max_batch_size} != {plan.max_batch}")
     batch_dims = () if plan.max_batch else (-1,)
     for key, tensors, spec in (("input", config.input, plan.manifest.input),
-                               ("output", config.output, plan.manifest.output)):
+                               ("output", config.output, _recorded(plan.manifest.output, "output"))):
         if not tensors or tensors[0].name != spec.name:
             problems.append(f"the first {key} is not the artifact's {spec.name!r}")
         elif tuple(tensors[0].dims) != batch_dims + _dims(spec, key):
@@ -279,6 +289,7 @@ def validate_config(text: str, plan: ModelPlan):
     if plan.max_batch and any(w.batch_size > plan.max_batch for w in config.model_warmup):
         problems.append("a warm-up batch exceeds max_batch_size")
     if plan.platform == "tensorrt_plan":
+        assert isinstance(plan.manifest, PlanManifest)  # only plans are served by tensorrt_plan (_platform)
         if any(w.batch_size < plan.manifest.min_batch for w in config.model_warmup):
             problems.append(f"a warm-up batch is below the plan's profile minimum {plan.manifest.min_batch}")
         if dict(config.cc_model_filenames) != {plan.manifest.compute_capability: "model.plan"}:
@@ -325,11 +336,14 @@ def _platform(opts: TritonOptions, is_plan: bool) -> str:
         return "tensorrt_plan"
     if opts.python:
         return "python"
-    return BACKENDS[opts.backend].triton
+    served_by = BACKENDS[opts.backend].triton
+    assert served_by is not None  # _check_options admits only ONNX_BACKENDS, each of which Triton serves
+    return served_by
 
 
 def _max_batch(manifest: Manifest, artifact: Path, platform: str, opts: TritonOptions) -> int:
     if platform == "tensorrt_plan":
+        assert isinstance(manifest, PlanManifest)  # only plans are served by tensorrt_plan (_platform)
         low, high = manifest.min_batch, manifest.max_batch
         if opts.max_batch is not None and not low <= opts.max_batch <= high:
             raise UsageError(f"--max-batch {opts.max_batch} is outside the plan's profile batches {low} to {high}",
@@ -350,7 +364,10 @@ def _warmup_batches(manifest: Manifest, platform: str, max_batch: int, opts: Tri
     and a failed warm-up fails the load: warm up from the profile's minimum."""
     if opts.warmup == "none":
         return ()
-    low = manifest.min_batch if platform == "tensorrt_plan" else 1
+    low = 1
+    if platform == "tensorrt_plan":
+        assert isinstance(manifest, PlanManifest)  # only plans are served by tensorrt_plan (_platform)
+        low = manifest.min_batch
     return tuple(dict.fromkeys((low, max(max_batch, low))))
 
 
@@ -369,7 +386,7 @@ def plan_model(artifact: str | Path, name: str | None = None, opts: TritonOption
     if opts.preferred_batch and (max_batch < 2 or max(opts.preferred_batch) > max_batch):
         raise UsageError(f"a preferred batch size exceeds the max batch {max_batch}",
                          "choose sizes up to --max-batch" + (" (and set --max-batch)" if not max_batch else ""))
-    inp, out = manifest.input, manifest.output
+    inp, out = manifest.input, _recorded(manifest.output, "output")
     batch_dims = () if max_batch else (-1,)
     labels = class_names(manifest) is not None
     inputs = [ConfigTensor(inp.name, _data_type(inp), batch_dims + _dims(inp, "input"), optional=opts.python)]
@@ -407,7 +424,9 @@ def _fill_model_folder(folder: Path, plan: ModelPlan) -> None:
     if plan.platform == "python":
         shutil.copyfile(PYTHON_MODEL_SOURCE, version / "model.py")
     if plan.labels:
-        (folder / LABELS_NAME).write_text("\n".join(class_names(plan.manifest)) + "\n", encoding="utf-8")
+        names = class_names(plan.manifest)
+        assert names is not None  # plan.labels: the manifest names its classes (plan_model)
+        (folder / LABELS_NAME).write_text("\n".join(names) + "\n", encoding="utf-8")
     (folder / "config.pbtxt").write_text(plan.config_text, encoding="utf-8")
 
 

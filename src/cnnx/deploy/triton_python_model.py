@@ -37,11 +37,12 @@ class TritonPythonModel:
         params = {key: value["string_value"] for key, value in config["parameters"].items()}
         version_dir = Path(args["model_repository"]) / args["model_version"]
         # cnnx.load checks the artifact against its manifest (1/model.json) before running anything
-        self.predictor = cnnx.load(version_dir / params["artifact"], params["runtime"])
+        self.predictor: cnnx.Predictor | None = cnnx.load(version_dir / params["artifact"], params["runtime"])
         self.topk = int(params["topk"])
 
     def _batch(self, request) -> np.ndarray:
         """The request's images as one preprocessed float32 NCHW batch; raises on unusable data."""
+        assert self.predictor is not None  # Triton calls execute() only between initialize() and finalize()
         tensor = pb_utils.get_input_tensor_by_name(request, self.predictor.input_name)
         encoded = pb_utils.get_input_tensor_by_name(request, BYTES_INPUT)
         if (tensor is None) == (encoded is None):
@@ -67,6 +68,7 @@ class TritonPythonModel:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=error)
         if batches:
+            assert self.predictor is not None  # Triton calls execute() only between initialize() and finalize()
             logits = self.predictor(np.concatenate(list(batches.values())))
             top = self.predictor.top_predictions(logits, self.topk)
             start = 0

@@ -155,6 +155,7 @@ class LocalTritonServer:
     def _wait_until_live(self) -> None:
         """The HTTP service starts after the initial load of every model (loaded or failed), so a live
         server has finished loading. A stub that cannot start hangs its load with no timeout: hence ours."""
+        assert self.process is not None  # start() launched it just before
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -87,7 +87,7 @@ def augment(img: Image.Image, fraction: float, anchor: str, mirrored: bool) -> I
 
 def augmented_samples(photos: list[Path], spec: ModelSpec, count: int) -> np.ndarray:
     images = [load_image(p) for p in photos]
-    tensors = []
+    tensors: list[np.ndarray] = []
     for variant in augmentations():
         for img in images:
             if len(tensors) == count:

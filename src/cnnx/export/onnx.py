@@ -78,6 +78,7 @@ def torch_to_onnx(model: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET)
     except Exception as exc:
         raise CnnxError(f"torch.onnx.export failed for {spec.name} at opset {opset}: {exc}",
                         "try another --opset, or run with --debug and report the traceback") from exc
+    assert program is not None  # None only from the TorchScript exporter, which cnnx does not use (dynamo=True)
     proto = program.model_proto
     if opset_of(proto) != opset:
         raise CnnxError(f"torch.onnx.export wrote opset {opset_of(proto)} for {spec.name}, not the requested {opset}",

@@ -50,7 +50,9 @@ Progress = Callable[[str], None]
 
 def converter(precision: str) -> Callable[[Source, Path], Variant]:
     """The function that makes `precision`'s variant (the registry's "module:function" inside cnnx.export)."""
-    module, function = PRECISIONS[precision].converter.split(":")
+    named = PRECISIONS[precision].converter
+    assert named is not None  # every artifact precision names its converter (checked in precisions.py)
+    module, function = named.split(":")
     return getattr(importlib.import_module(f"{__package__}.{module}"), function)
 
 
@@ -195,6 +197,7 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
         own loss). `simplified`: the simplified fp32 graph, None when fp16 converted it in place. Only failing
         exports pay for these checks."""
         def fp32_passes(proto: onnx.ModelProto) -> bool:
+            assert data is not None  # only a failed check leads here, so the check's data exists
             return check_runner(OnnxRuntimeRunner(proto.SerializeToString()), data, artifact="fp32 graph",
                                 model=spec.name, precision="fp32").passed
 

@@ -106,8 +106,11 @@ def ranges_of(cache_path: Path) -> dict[str, tuple[float, float]]:
     """Tensor -> (lowest, highest) from ONNX Runtime's calibration cache."""
     from onnxruntime.quantization.calibrate import load_tensors_data
 
-    return {name: tuple(float(v) for v in np.ravel(np.asarray(data.range_value))[:2])
-            for name, data in load_tensors_data(cache_path).data.items()}
+    ranges = {}
+    for name, data in load_tensors_data(cache_path).data.items():
+        lowest, highest = np.ravel(np.asarray(data.range_value))[:2]  # range_value: (lowest, highest)
+        ranges[name] = (float(lowest), float(highest))
+    return ranges
 
 
 @contextlib.contextmanager

@@ -18,8 +18,10 @@ quantized-types-explicit-quantization.html), and what NVIDIA's own ONNX quantize
 4. Concat: not quantized itself. A Q after it (put there by its consumers) is one scale for every input:
    TensorRT moves Q across a Concat to its inputs ("quantization as early as possible"), which needs equal
    scales, so per-input Q/DQ with scales of their own would only cost re-quantization.
-5. MaxPool commutes with Q and DQ and has an int8 kernel: when everything that reads its output reads it
-   quantized, its input is quantized too, so it runs between quantized tensors.
+5. Pooling: MaxPool commutes with Q and DQ, and both MaxPool and AveragePool have int8 kernels ("quantizable"
+   layers, which TensorRT runs in int8 between a DQ and a Q). When a reader of a pool's output reads it
+   quantized, the pool's input is quantized too, so it runs between quantized tensors (ModelOpt quantizes a
+   pool next to a quantized neighbour the same way).
 6. The classifier (the last weighted layer, whose output is the logits) is quantized or kept float by
    measurement (int8.py); for a batch-1 GEMV TensorRT gains nothing from int8 (ModelOpt keeps it float for
    that reason), and float logits keep the most accuracy.
@@ -36,6 +38,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+POOLS = ("MaxPool", "AveragePool")  # rule 5: int8 kernels in TensorRT; MaxPool commutes with Q/DQ
 INT8_MAX = 127.0
 
 
@@ -106,12 +109,12 @@ def quantized_edges(proto: onnx.ModelProto, float_layers: Iterable[str] = ()) ->
             consumers[name].append((node.name, index))
     graph_outputs = {o.name for o in proto.graph.output}
     changed = True
-    while changed:  # a MaxPool feeding a MaxPool: repeat until nothing more joins
+    while changed:  # a pool feeding a pool: repeat until nothing more joins
         changed = False
         for node in proto.graph.node:
-            readers = consumers[node.output[0]] if node.op_type == "MaxPool" else []
-            if (readers and node.output[0] not in graph_outputs and (node.name, 0) not in edges
-                    and all(reader in edges for reader in readers)):
+            readers = consumers[node.output[0]] if node.op_type in POOLS else []
+            if (node.output[0] not in graph_outputs and (node.name, 0) not in edges
+                    and any(reader in edges for reader in readers)):
                 edges.add((node.name, 0))
                 changed = True
     return edges
@@ -211,7 +214,7 @@ def placement_summary(proto: onnx.ModelProto) -> dict:
 
     adds = [n for n in proto.graph.node if n.op_type == "Add" and not any(i in constants for i in n.input)]
     concats = [n for n in proto.graph.node if n.op_type == "Concat"]
-    pools = [n for n in proto.graph.node if n.op_type == "MaxPool"]
+    pools = [n for n in proto.graph.node if n.op_type in POOLS]
     layers = {n.name: n for n in proto.graph.node if n.op_type in WEIGHTED_OPS}
     classifier = classifier_layer(proto)
     return {
@@ -222,7 +225,7 @@ def placement_summary(proto: onnx.ModelProto) -> dict:
         "residual_adds_no_input_quantized": sum(not any(map(quantized, n.input)) for n in adds),
         "concats": len(concats),
         "concat_inputs_quantized": sum(quantized(i) for n in concats for i in n.input),
-        "maxpools": len(pools), "maxpool_inputs_quantized": sum(quantized(n.input[0]) for n in pools),
+        "pools": len(pools), "pool_inputs_quantized": sum(quantized(n.input[0]) for n in pools),
         "classifier": None if classifier is None else {
             "node": classifier, "int8": quantized(layers[classifier].input[0])},
     }

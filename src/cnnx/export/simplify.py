@@ -19,7 +19,7 @@ def simplify(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
     would fix the batch size."""
     import onnxsim
 
-    info = {"applied": False, "nodes_before": len(proto.graph.node)}
+    info: dict = {"applied": False, "nodes_before": len(proto.graph.node)}
     try:
         simplified, _ = onnxsim.simplify(proto, check_n=0)
         assert_dynamic_batch(simplified)

@@ -101,6 +101,21 @@ class _GoogLeNetBase(nn.Module):
 
     aux1: nn.Module | None
     aux2: nn.Module | None
+    # registered by _add_inception_stages (setattr, torchvision's names) and by the subclasses
+    inception3a: Inception
+    inception3b: Inception
+    inception4a: Inception
+    inception4b: Inception
+    inception4c: Inception
+    inception4d: Inception
+    inception4e: Inception
+    inception5a: Inception
+    inception5b: Inception
+    maxpool3: nn.MaxPool2d
+    maxpool4: nn.MaxPool2d
+    avgpool: nn.Module
+    dropout: nn.Dropout
+    fc: nn.Linear
 
     def _add_inception_stages(self, conv, k: int, maxpool4: int) -> None:
         """Inception 3a-5b with the pools between them, registered in torchvision's order (state-dict keys
@@ -123,16 +138,16 @@ class _GoogLeNetBase(nn.Module):
         x = self.maxpool3(x)
         x = self.inception4a(x)
         # Aux heads only run in training: they are a training-time regulariser, not part of inference.
-        run_aux = self.training and self.aux1 is not None and self.aux2 is not None
-        aux1 = self.aux1(x) if run_aux else None
+        heads = (self.aux1, self.aux2) if self.training and self.aux1 is not None and self.aux2 is not None else None
+        aux1 = heads[0](x) if heads else None
         x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2 = self.aux2(x) if run_aux else None
+        aux2 = heads[1](x) if heads else None
         x = self.inception4e(x)
         x = self.maxpool4(x)
         x = self.inception5b(self.inception5a(x))
         x = torch.flatten(self.avgpool(x), 1)
         x = self.fc(self.dropout(x))
-        if run_aux:
+        if aux1 is not None and aux2 is not None:  # the aux heads ran
             return GoogLeNetOutputs(x, aux2, aux1)
         return x  # a plain Tensor in eval, so ONNX export has one stable output
 

@@ -196,12 +196,11 @@ class Inception3(nn.Module):
         x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))
         x = self.Mixed_6a(x)
         x = self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))
-        run_aux = self.training and self.AuxLogits is not None
-        aux = self.AuxLogits(x) if run_aux else None
+        aux = self.AuxLogits(x) if self.training and self.AuxLogits is not None else None
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
         x = torch.flatten(self.avgpool(x), 1)
         x = self.fc(self.dropout(x))
-        if run_aux:
+        if aux is not None:  # the aux head ran
             return InceptionOutputs(x, aux)
         return x  # a plain Tensor in eval, so ONNX export has one stable output
 

@@ -30,6 +30,8 @@ _PAPER = ("Szegedy et al. 2016, Inception-v4, Inception-ResNet and the Impact of
 class _Residual(nn.Module):
     """x + scale * conv2d(concat(branches(x))), then ReLU unless this is the final, linear block."""
 
+    conv2d: nn.Conv2d  # the subclasses' 1x1 conv back to the trunk width
+
     def __init__(self, scale: float, relu: bool):
         super().__init__()
         self.scale = scale

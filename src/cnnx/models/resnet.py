@@ -67,6 +67,12 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
+    # the four stages, registered by __init__ (setattr) under torchvision's names
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, block, depths, groups: int = 1, width_per_group: int = 64, num_classes: int = 1000):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)

@@ -33,7 +33,8 @@ def stage_shapes(model: nn.Module, spec: ModelSpec) -> list[tuple[str, tuple[int
     finally:
         for hook in hooks:
             hook.remove()
-    listed, previous = [], (1, *spec.input_shape)
+    listed: list[tuple[str, tuple[int, ...]]] = []
+    previous: tuple[int, ...] = (1, *spec.input_shape)
     for name, shape in shapes:
         if not name.startswith("features.") or shape != previous:
             listed.append((name, shape))

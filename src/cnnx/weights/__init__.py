@@ -54,13 +54,16 @@ class ResolvedWeights:
         if self.source == "seed":
             return {"source": "seed", "seed": self.seed}
         if self.source == "checkpoint":
+            assert self.checkpoint is not None  # a checkpoint source names its file (resolve/recorded_weights)
             return {"source": "checkpoint", "path": str(self.checkpoint.resolve()),
                     "sha256": sha256_file(self.checkpoint)}
+        assert self.published is not None  # published weights carry their record (resolve/recorded_weights)
         return {**self.published, "sha256": self.local_file()[1]}
 
     @property
     def label(self) -> str:
         if self.source == "pretrained":
+            assert self.published is not None  # published weights carry their record (resolve/recorded_weights)
             return f"{self.published['publisher']} {self.published['name']}"
         return str(self.checkpoint) if self.checkpoint else f"seed {self.seed}"
 

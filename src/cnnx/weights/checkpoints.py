@@ -25,6 +25,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint '{path}' does not exist", "pass the path of a .pth or .safetensors file")
+    obj: object  # whatever the file holds, checked below
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -63,7 +64,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def aux_head_names(model: nn.Module) -> list[str]:
     """Names of the model's auxiliary heads (training-only; empty for models without them)."""
-    heads = model.aux_heads() if hasattr(model, "aux_heads") else []
+    aux_heads = getattr(model, "aux_heads", None)  # the zoo models with auxiliary heads define it
+    heads = aux_heads() if aux_heads is not None else []
     return [name for name, module in model.named_children() if any(module is head for head in heads)]
 
 

@@ -19,6 +19,7 @@ import collections
 import contextlib
 import threading
 from collections.abc import Callable
+from typing import Any
 
 _SHARED: tuple[object, object] | None = None  # (tensorrt module, its logger)
 _LOCK = threading.Lock()
@@ -33,7 +34,7 @@ def shared_logger(trt):
         return _SHARED[1]
 
 
-def _make_logger(trt):
+def _make_logger(trt: Any):
     class CnnxLogger(trt.ILogger):
         """Keeps the last errors and forwards warnings/errors to the registered echoes. Thread-safe, as
         TensorRT requires (it may log from several threads), and it never raises into TensorRT."""

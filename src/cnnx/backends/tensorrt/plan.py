@@ -4,14 +4,15 @@ and the timing cache file. Nothing here imports tensorrt."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: no POSIX record locks; builds in one process are still serialised
+if sys.platform == "win32":  # Windows: no POSIX record locks; builds in one process are still serialised
     fcntl = None
+else:
+    import fcntl
 
 from ...artifacts import atomic_path
 from ...errors import UsageError
@@ -88,7 +89,7 @@ def read_timing_cache(path: Path) -> bytes:
         return b""
 
 
-def write_timing_cache(path: Path, data: bytes) -> None:
+def write_timing_cache(path: Path, data: bytes | memoryview) -> None:
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(bytes(data))
 
