@@ -28,6 +28,16 @@ def pytest_configure(config):
         torch.set_num_threads(len(mine))
 
 
+def pytest_collection_finish(session):
+    """A test's xdist_group keeps it on the worker that runs its group (and makes the group's fixture once) only
+    when pytest-xdist can rename its node id; pytest 9.2 broke that silently (pyproject.toml pins pytest)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]
+        if grouped and "@" not in grouped[0].nodeid:
+            raise pytest.UsageError(f"pytest-xdist's xdist_group has no effect with pytest {pytest.__version__}: "
+                                    "install the test extra's pytest (pip install -e '.[test]')")
+
+
 def pytest_sessionstart(session):
     _free_at_start.append(shutil.disk_usage(tempfile.gettempdir()).free)
 

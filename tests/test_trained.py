@@ -8,6 +8,7 @@ tenth, through the calibration cache) must fail both the default int8 parity gat
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -190,6 +191,7 @@ def test_a_cpu_without_vnni_is_caught_by_the_gate_and_the_7_bit_recipe_is_exact_
         assert vnni_export.exit_code == 1 and "--int8-cpus any" in vnni_export.output, vnni_export.output
         return
     if QEMU is None:
+        assert not os.environ.get("CNNX_REQUIRE_QEMU"), "CI installs qemu-user (.ci/run): qemu-x86_64 is missing"
         pytest.skip("this CPU multiplies int8 exactly and qemu-user (qemu-x86_64) is not installed to emulate one "
                     "that does not (apt-get install qemu-user)")
     x, _ = held_out_digits(trained_digits, every=10)

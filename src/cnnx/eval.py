@@ -209,7 +209,7 @@ def resolve_labels(data: LabeledData, num_classes: int, class_names: list[str] |
     that names examples."""
     names = {name: i for i, name in enumerate(class_names or [])}
     synsets = {s: i for i, s in enumerate(imagenet_synsets())} if num_classes == 1000 else {}
-    where = {}
+    where: dict[str, Path] = {}
     for path, raw in zip(data.images, data.labels):
         where.setdefault(raw, path)
     index, unknown, unfit = {}, [], []

@@ -1,7 +1,7 @@
 """`cnnx predict`'s answer for a batch of image files: one entry per file, its top-k or why it failed.
 
 The one function that turns files into answers, whether `cnnx predict` runs in one process or each Ray actor
-runs it on its share of the files (bulk/predict.py): the same preprocessing (the artifact's manifest, through
+runs it on its share of the files (bulk/prediction.py): the same preprocessing (the artifact's manifest, through
 `Predictor.prepare`), the same ranking (`Predictor.top_predictions`), the same error messages.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,8 @@ def classify_sources(predictor, sources: Sequence[str], topk: int) -> list[dict]
     (best first), or {"image": source, "error": message} for a file that could not be read or decoded. The
     readable files run as one batch (in chunks of a TensorRT plan's maximum batch)."""
     index = {label: i for i, label in enumerate(predictor.labels)}
-    tensors, entries = [], []
+    tensors: list[np.ndarray] = []
+    entries: list[dict[str, Any]] = []
     for source, content in zip(sources, _contents(sources)):
         try:
             if isinstance(content, CnnxError):

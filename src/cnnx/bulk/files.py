@@ -45,7 +45,7 @@ def _list_local(argument: str) -> list[str]:
         return sorted(str(p) for p in path.iterdir() if p.is_file() and is_image_name(p.name))
     if not path.exists() and WILDCARDS.search(argument):
         return sorted(p for p in glob.glob(argument, recursive=True) if Path(p).is_file())
-    return [argument]
+    return [str(path)]  # as a path prints it: ./a.jpg is a.jpg
 
 
 def filesystem(uri: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from pathlib import Path
 
@@ -12,81 +13,98 @@ from rich.table import Table
 from ..backends import BACKENDS
 from ..deploy.triton import DEFAULT_TOPK
 from ..deploy.triton import ONNX_BACKENDS as TRITON_ONNX_BACKENDS
-from ..errors import CnnxError, UsageError
+from ..errors import UsageError
+from .bulk import images_progress, ray_options, ray_settings
 from .common import console, emit_json, err_console, json_option, say
 
 PREDICT_BATCH = 32
 
 
-def _expand_images(paths: tuple[Path, ...]) -> list[Path]:
-    """IMAGE arguments: files as given; a folder stands for the image files in it."""
-    from ..data import IMAGE_SUFFIXES
-
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            files += found or [path]  # an empty folder is reported as a failed input
-        else:
-            files.append(path)
-    return files
-
-
 @click.command("predict")
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True)
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="Labels per image.")
 @click.option("--backend", type=click.Choice([n for n, b in BACKENDS.items() if b.runs_artifacts]), default=None,
               help="Inference backend: onnxruntime (default for .onnx), openvino, tensorrt (.plan), ...")
-@click.option("--threads", type=click.IntRange(1), default=None, help="Intra-op threads of the backend.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Intra-op threads of the backend (with --ray: of each actor, and the CPUs it reserves; default 1).")
+@click.option("--batch", type=click.IntRange(1), default=PREDICT_BATCH, show_default=True,
+              help="Images per inference (with --ray: per task, what a retry redoes).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every answer to FILE, by its suffix: .csv or .parquet (image, error, label_1, index_1, "
+                   "probability_1, ...) or .jsonl (as --json's results); stdout gets the counts.")
+@ray_options
 @json_option
-def predict_cmd(artifact: Path, images: tuple[Path, ...], topk: int, backend: str | None, threads: int | None,
-                as_json: bool) -> None:
-    """Top-k ImageNet labels and probabilities for each IMAGE (files or folders), using the model's own
-    preprocessing from the artifact's manifest.
+def predict_cmd(artifact: Path, images: tuple[str, ...], topk: int, backend: str | None, threads: int | None,
+                batch: int, output: Path | None, ray_address: str | None, actors: str | None, as_json: bool) -> None:
+    """Top-k ImageNet labels and probabilities for each IMAGE (files, folders, globs such as 'photos/*.jpg', or
+    URIs such as s3://bucket/photos/), using the model's own preprocessing from the artifact's manifest.
 
     Images in any common format and mode are converted to RGB. An unreadable image is reported by name
-    and the others still run. Exit code 0 when every image was classified, 2 when any failed."""
-    import numpy as np
+    and the others still run. With --ray the images are classified on a Ray cluster, with the same answers.
+    Exit code 0 when every image was classified, 2 when any failed."""
+    from ..bulk.output import output_format
 
+    settings = ray_settings(ray_address, actors, batch=batch, threads=threads, backend=backend)
+    if output is not None:
+        output_format(output)  # a bad suffix, or Parquet without pyarrow, fails before any work
+    if settings is not None:
+        from ..bulk import predictions
+
+        job = predictions(artifact, images, topk=topk, options=settings)
+        model, precision, backend_name, run = job.model, job.precision, job.backend, job.run
+    else:
+        model, precision, backend_name, run = _in_process(artifact, images, topk, backend, threads, batch)
+    results: list[dict] = []  # with --json and no --output: one entry per IMAGE, its predictions or its error
+    classified = failed = 0
+    # Bounded batches, each printed (or written) as soon as it is classified: memory stays flat in the images.
+    with _writer(output, topk) as write, images_progress("predict", output is not None) as progress:
+        for entries in run(progress):
+            first = classified + failed == 0
+            failed += sum("error" in e for e in entries)
+            classified += sum("error" not in e for e in entries)
+            if write:
+                write(entries)
+                _print_predictions([e for e in entries if "error" in e], None)
+            elif as_json:
+                results += entries
+            else:
+                _print_predictions(entries, f"{model} {precision} ({backend_name})" if first else None)
+    if as_json:
+        emit_json({"artifact": str(artifact), "model": model, "precision": precision, "backend": backend_name,
+                   "topk": topk, **({"output": str(output)} if output else {"results": results}),
+                   "classified": classified, "failed": failed})
+    elif output is not None:
+        say(f"{classified} image(s) classified, {failed} failed: {output}")
+    elif failed:
+        err_console.print(f"{classified} image(s) classified, {failed} failed", highlight=False)
+    if failed:
+        click.get_current_context().exit(2)
+
+
+def _in_process(artifact: Path, images, topk: int, backend: str | None, threads: int | None, batch: int):
+    """(model, precision, backend, run): the artifact loaded once here, run(progress) classifying in batches."""
+    from ..bulk.classify import classify_sources
+    from ..bulk.files import list_images
     from ..runtime import load
 
     predictor = load(artifact, backend, threads=threads)
-    files = _expand_images(images)
-    index = {label: i for i, label in enumerate(predictor.labels)}
-    step = min(PREDICT_BATCH, predictor.max_batch or PREDICT_BATCH)
-    results: list[dict] = []  # one entry per IMAGE, duplicates included: its predictions or its error
-    # Bounded batches, each printed as soon as it is classified: memory stays flat in the number of images.
-    for start in range(0, len(files), step):
-        chunk = files[start:start + step]
-        tensors, entries = [], []
-        for path in chunk:
-            try:
-                if path.is_dir():
-                    raise CnnxError(f"folder '{path}' holds no image files")
-                tensors.append(predictor.prepare(path))
-                entries.append({"image": str(path), "predictions": None})
-            except CnnxError as exc:
-                entries.append({"image": str(path), "error": exc.message})
-        ranked = iter(predictor.top_predictions(predictor(np.stack(tensors)), topk) if tensors else [])
-        for entry in entries:
-            if "error" not in entry:
-                entry["predictions"] = [{"label": p.label, "index": index[p.label], "probability": p.probability}
-                                        for p in next(ranked)]
-        if not as_json:
-            _print_predictions(entries, f"{predictor.model} {predictor.precision} ({predictor.backend})"
-                               if start == 0 else None)
-        results += entries
-    failed = sum("error" in r for r in results)
-    if as_json:
-        emit_json({"artifact": str(artifact), "model": predictor.model, "precision": predictor.precision,
-                   "backend": predictor.backend, "topk": topk, "results": results,
-                   "classified": len(results) - failed, "failed": failed})
-    elif failed:
-        err_console.print(f"{len(results) - failed} image(s) classified, {failed} failed", highlight=False)
-    if failed:
-        click.get_current_context().exit(2)
+    sources = list_images(images)
+    step = min(batch, predictor.max_batch or batch)
+
+    def run(progress):
+        for start in range(0, len(sources), step):
+            yield classify_sources(predictor, sources[start:start + step], topk)
+            progress(min(start + step, len(sources)), len(sources))
+
+    return predictor.model, predictor.precision, predictor.backend, run
+
+
+def _writer(output: Path | None, topk: int):
+    from ..bulk.output import prediction_writer
+
+    return prediction_writer(output, topk) if output is not None else contextlib.nullcontext(None)
 
 
 def _print_predictions(entries: list[dict], title: str | None) -> None:
@@ -94,9 +112,8 @@ def _print_predictions(entries: list[dict], title: str | None) -> None:
     classified = [e for e in entries if "error" not in e]
     if classified:
         table = Table(title=title)
-        for column, justify in (("image", "left"), ("#", "right"), ("label", "left"),
-                                ("class", "right"), ("probability", "right")):
-            table.add_column(column, justify=justify)
+        for column in ("image", "#", "label", "class", "probability"):
+            table.add_column(column, justify="left" if column in ("image", "label") else "right")
         for entry in classified:
             preds = entry["predictions"]
             for rank, p in enumerate(preds, 1):

@@ -11,6 +11,7 @@ import click
 
 from ..backends import names as backend_names
 from ..errors import CheckFailed, UsageError
+from .bulk import ray_options, ray_settings
 from .common import err_console, head_options, json_option, pretrained_option
 
 
@@ -64,17 +65,24 @@ def eager_options(fn):
 @click.option("--threads", type=click.IntRange(1), default=None, help="Intra-op threads of the backend.")
 @click.option("--show-changed", type=click.IntRange(0), default=10, show_default=True,
               help="Images whose top-1 changed to list per artifact (--json lists all).")
+@ray_options
 @json_option
 def eval_cmd(artifacts, data, labels_file, backend, model_name, min_retained, limit, batch, workers, threads,
-             show_changed, as_json, input_size, resize, **weights) -> None:
+             show_changed, ray_address, actors, as_json, input_size, resize, **weights) -> None:
     """Top-1/top-5 accuracy of ARTIFACTS (and of --model in eager PyTorch) on labeled images, side by side.
 
     Each artifact is judged against its model's fp32 reference (the eager model when given, else the fp32
     artifact): it passes when it keeps at least --min-retained of the reference's top-1. Exit 0 when every
-    artifact passes, 1 when one does not, 2 for bad data (unknown labels, an empty data set)."""
-    from ..eval import artifact_candidate, eager_candidate, evaluate, labeled_images
-    from .render import render_eval
+    artifact passes, 1 when one does not, 2 for bad data (unknown labels, an empty data set).
 
+    With --ray the images are scored on a Ray cluster (artifacts only, each actor decoding with --threads
+    threads), with the same report."""
+    from ..eval import artifact_candidate, eager_candidate, evaluate, labeled_images
+
+    settings = ray_settings(ray_address, actors, batch=batch, threads=threads, backend=backend)
+    if settings is not None and (model_name is not None or workers is not None):
+        raise UsageError("--model and --workers apply without --ray: on Ray, artifacts are evaluated and each actor "
+                         "decodes with --threads threads", "leave them out, or run without --ray")
     if not artifacts and model_name is None:
         raise UsageError("nothing to evaluate", "name artifacts (FILE.onnx ...), or an eager model with --model NAME")
     if model_name is None and (any(weights.values()) or input_size or resize):
@@ -85,6 +93,14 @@ def eval_cmd(artifacts, data, labels_file, backend, model_name, min_retained, li
 
         model_name = get_spec(model_name).name  # a typo fails before any work
     dataset = labeled_images(data, labels_file)  # bad data fails before any model is loaded
+    if settings is not None:
+        from ..bulk import evaluate as evaluate_on_ray
+
+        with eval_progress(not as_json) as progress:
+            report = evaluate_on_ray(artifacts, dataset, limit=limit, min_retained=min_retained, options=settings,
+                                     progress=progress)
+        _judged(report, artifacts, min_retained, as_json, show_changed)
+        return
     candidates = [artifact_candidate(path, backend, threads) for path in artifacts]
     if model_name is not None:
         same = [c for c in candidates if c.model == model_name]
@@ -93,6 +109,13 @@ def eval_cmd(artifacts, data, labels_file, backend, model_name, min_retained, li
     with eval_progress(not as_json) as progress:
         report = evaluate(candidates, dataset, batch=batch, limit=limit, min_retained=min_retained,
                           workers=workers or min(8, os.cpu_count() or 1), progress=progress)
+    _judged(report, artifacts, min_retained, as_json, show_changed)
+
+
+def _judged(report, artifacts, min_retained: float, as_json: bool, show_changed: int) -> None:
+    """Render the report; exit 1 when an artifact keeps too little of its reference's top-1."""
+    from .render import render_eval
+
     render_eval(report, as_json, show_changed)
     if not report.passed:
         raise CheckFailed(f"{len(report.failed)} of {len(artifacts)} artifacts keep less than {min_retained:g} of "
