@@ -203,10 +203,11 @@ def test_cache_is_reused_and_invalidated_by_data_method_or_forced(resnet18_expor
 
 def test_auto_calibration_keeps_the_method_the_probe_finds_most_accurate(resnet18_export, tmp_path):
     """Issue 22: minmax keeps the outliers trained networks need, entropy's clipping suits activations without
-    them; "auto" calibrates with both and keeps the better on the probe, recording both numbers."""
+    them; "auto" judges both on calibration tensors their ranges never saw, keeps the better and records both
+    numbers (tests/test_trained.py shows it keeping minmax on the trained network)."""
     out, results = resnet18_export
     fp32_path = results["fp32"].path
-    calib = load_calibration("samples", get_spec("resnet18"), 8)
+    calib = load_calibration("samples", get_spec("resnet18"), 16)
     details, _ = int8.build_int8(fp32_path, onnx.load(str(fp32_path)), tmp_path / "auto.onnx", calib=calib,
                                  holdout_expected=_expected("resnet18", calib), method="auto", target="tensorrt",
                                  exclude=None, cache_dir=tmp_path / "cache", key_parts={"model": "resnet18"})
@@ -214,7 +215,12 @@ def test_auto_calibration_keeps_the_method_the_probe_finds_most_accurate(resnet1
     assert set(choice["probe_sqnr_db"]) == {"minmax", "entropy"}
     assert choice["chosen"] == max(choice["probe_sqnr_db"], key=choice["probe_sqnr_db"].get)
     assert details["calibration"]["method"] == choice["chosen"]
-    assert len(list((tmp_path / "cache").glob("*.json"))) == 2  # each method's ranges cached for the next export
+    # each candidate's ranges (calibrated without the judged tensors) and the chosen method's on all of them
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 3
+    with pytest.raises(UsageError, match="at least 16 calibration tensors"):
+        int8.build_int8(fp32_path, onnx.load(str(fp32_path)), tmp_path / "few.onnx", calib=load_calibration(
+            "samples", get_spec("resnet18"), 10), holdout_expected=_expected("resnet18", calib), method="auto",
+            target="tensorrt", exclude=None, cache_dir=tmp_path / "cache", key_parts={"model": "resnet18"})
 
 
 def test_export_reuses_cache_on_the_next_export(resnet18_export):

@@ -143,6 +143,21 @@ def test_a_clipped_activation_range_fails_the_default_gate(trained_digits, artif
     assert code == 1 and rows[_key(broken)]["retained"] < 0.99
 
 
+def test_auto_calibration_keeps_minmax_on_the_trained_network(trained_digits, artifacts, tmp_path):
+    """Issue 22: entropy's clipping costs the trained network accuracy on digits it never saw (ModelOpt's default
+    calibration: 17 dB); `--calib-method auto` judges both methods on calibration digits their ranges never saw,
+    so it keeps minmax here, and the artifact equals the minmax one's accuracy."""
+    result = cnnx(*export_args(trained_digits, tmp_path, "--precision", "int8", "--int8-target", "tensorrt",
+                               "--calib-method", "auto"))
+    assert result.exit_code == 0, result.output
+    details = read_manifest(tmp_path / "resnet18-int8.onnx").precision_details
+    choice = details["calibration"]["auto"]
+    assert choice["chosen"] == "minmax" and details["calibration"]["method"] == "minmax", choice
+    assert choice["probe_sqnr_db"]["minmax"] > choice["probe_sqnr_db"]["entropy"] + 3, choice
+    minmax = read_manifest(artifacts["int8-tensorrt"]).precision_details["accuracy"]["sqnr_db"]
+    assert details["accuracy"]["sqnr_db"] == pytest.approx(minmax, abs=0.01)
+
+
 def test_the_two_int8_forms_get_their_own_plan_and_triton_names(artifacts, tmp_path):
     """Issue 20: the TensorRT and the cpu Q/DQ forms of one model are two artifacts (resnet18-int8.onnx and
     resnet18-int8-cpu.onnx); their TensorRT plans are two files and in one Triton repository they are two

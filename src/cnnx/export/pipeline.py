@@ -135,6 +135,7 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     if "int8" in precisions:  # every calibration-data problem fails here, before anything is written
         int8.validate_options(options.calib_method, options.q_dq_form, options.int8_exclude, options.int8_cpus)
         calib = load_calibration(options.calib_data, spec, options.calib_size, seed=options.seed)
+        int8.check_calibration_size(options.calib_method, calib)
     out = prepare_output_dir(options.out_dir)
     if options.check and options.images is not None:
         image_files(options.images)  # a bad image folder fails here, before any work
