@@ -7,8 +7,8 @@
 Each case runs both ways in fresh processes (what a user waits for: interpreter start, imports, the work),
 in interleaved rounds whose order alternates, so both see the same load. A run's wall time is the process's;
 its peak memory is that process's own maximum RSS (os.wait4). The hand-written pipeline (`--hand`, below) is:
-the same seeded module (cnnx.create_model), the same exporter call and options as cnnx (torch.onnx.export,
-dynamo, opset 20, dynamic batch), onnxsim, ONNX Runtime's float16 converter, ONNX Runtime's quantize_static with
+the same seeded module (cnnx.create_model), the same exporter calls and options as cnnx (torch.onnx.export, the
+TorchScript exporter where it exports the model, else dynamo; opset 20, dynamic batch), onnxsim, ONNX Runtime's float16 converter, ONNX Runtime's quantize_static with
 the same calibration tensors and Q/DQ options, and one ONNX Runtime parity run per artifact on the same inputs
 as cnnx's check (the 10 shipped photos and 2 random inputs; int8: the 4 held-out photos). Both report the same
 parity metrics (cnnx.parity.compare), which must agree. Per case the script prints the median wall time and
@@ -19,6 +19,7 @@ memory.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 CASES = {  # name: (model, precisions, int8 Q/DQ form)
@@ -97,11 +99,20 @@ def hand_pipeline(model_name: str, precisions: list[str], form: str | None, out:
     inputs = np.concatenate([photos, noise])
     with torch.inference_mode():
         expected = model(torch.from_numpy(inputs)).numpy()
-    program = torch.onnx.export(model, (torch.zeros(2, *spec.input_shape),), dynamo=True, opset_version=20,
-                                external_data=False, input_names=["images"], output_names=["logits"],
-                                dynamic_shapes=({0: torch.export.Dim("batch")},))
-    graph, _ = onnxsim.simplify(program.model_proto, check_n=0)
-    del program
+    try:  # the fastest exporter where it exports the model (the TorchScript one), else dynamo: as cnnx does
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(2, *spec.input_shape),), buffer, dynamo=False, opset_version=20,
+                              input_names=["images"], output_names=["logits"],
+                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+        exported = onnx.load_from_string(buffer.getvalue())
+    except Exception:
+        exported = torch.onnx.export(model, (torch.zeros(2, *spec.input_shape),), dynamo=True, opset_version=20,
+                                     external_data=False, input_names=["images"], output_names=["logits"],
+                                     dynamic_shapes=({0: torch.export.Dim("batch")},)).model_proto
+    graph, _ = onnxsim.simplify(exported, check_n=0)
+    del exported
 
     def parity(proto_or_path, x, reference) -> dict:
         source = proto_or_path if isinstance(proto_or_path, str) else proto_or_path.SerializeToString()

@@ -13,7 +13,8 @@ def assert_nvidia_placement(proto: onnx.ModelProto, details: dict) -> None:
     for node in proto.graph.node:
         for name in node.input:
             readers.setdefault(name, []).append(node)
-    constants = {i.name for i in proto.graph.initializer}
+    constants = {i.name for i in proto.graph.initializer} | {o for n in proto.graph.node if n.op_type == "Constant"
+                                                             for o in n.output}
 
     def quantized(tensor: str) -> bool:
         source = producers.get(tensor)

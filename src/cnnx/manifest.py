@@ -172,6 +172,7 @@ class OnnxManifest(_Manifest):
     parity: dict | None = None  # the check against eager PyTorch, when one ran
     labels: list | None = None  # class names by index (export --labels); None: see class_names()
     export_key: str | None = None  # what the artifact was made from (export/reuse.py): the same key is reused
+    exporter: dict | None = None  # which of torch's exporters wrote the graph, and why it fell back (export/onnx.py)
 
     @property
     def num_classes(self) -> int:

@@ -8,6 +8,7 @@ from ..artifacts import prepare_output_file
 from ..backends import default_backend
 from ..backends import names as backend_names
 from ..errors import CheckFailed
+from ..export import EXPORTERS
 from ..precisions import (
     CALIBRATION_METHODS,
     CHECKED_PRECISIONS,
@@ -48,6 +49,9 @@ from .common import (
                    "cnnx.load(...).classify, triton and eval use them).")
 @click.option("--out", "out_dir", default="export", show_default=True, help="Output folder.")
 @click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset.")
+@click.option("--exporter", type=click.Choice(EXPORTERS), default="auto", show_default=True,
+              help="torch's exporter: auto (TorchScript's, seven times faster, where it exports the model; else "
+                   "dynamo), torchscript, or dynamo (torch.export).")
 @click.option("--no-simplify", is_flag=True, default=False, help="Skip onnxsim.")
 @click.option("--no-check", is_flag=True, default=False, help="Skip the parity check against eager PyTorch.")
 @click.option("--images", type=click.Path(), default=None, help="Folder of images for the parity check.")
@@ -79,8 +83,9 @@ from .common import (
 @json_option
 @threshold_options
 def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, input_size, resize, labels, out_dir,
-               opset, no_simplify, no_check, images, int8_flag, calib_data, calib_size, calib_method, int8_target,
-               int8_cpus, int8_exclude, recalibrate, force, target, max_batch, as_json, **limits) -> None:
+               opset, exporter, no_simplify, no_check, images, int8_flag, calib_data, calib_size, calib_method,
+               int8_target, int8_cpus, int8_exclude, recalibrate, force, target, max_batch, as_json,
+               **limits) -> None:
     """Export MODEL to ONNX (dynamic batch), simplified, in fp32/fp16/int8, with a parity check, and a
     TensorRT engine where TensorRT and a GPU are usable."""
     from ..export.pipeline import ExportOptions, export_model
@@ -91,7 +96,7 @@ def export_cmd(name, fp16, precision, weights, pretrained, seed, num_classes, in
     exclude = int8_exclude if int8_exclude in (None, "auto") else [n.strip() for n in int8_exclude.split(",")]
     options = ExportOptions(
         name, precisions=precisions, out_dir=out_dir, weights=weights, pretrained=pretrained, seed=seed,
-        num_classes=num_classes, labels=labels, input_size=input_size, resize=resize, opset=opset,
+        num_classes=num_classes, labels=labels, input_size=input_size, resize=resize, opset=opset, exporter=exporter,
         simplify=not no_simplify, check=not no_check, images=images,
         thresholds={p: thresholds_from(limits, p) for p in precisions}, calib_data=calib_data,
         calib_size=calib_size, calib_method=calib_method, int8_target=int8_target, int8_cpus=int8_cpus,

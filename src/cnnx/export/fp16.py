@@ -18,7 +18,6 @@ from .variant import Source, Variant
 
 FP16_MAX = 65504.0
 FP16_HEADROOM = 8.0  # activations above FP16_MAX / 8 on the sample photos count as overflow risks
-LRN_MARKER = "LocalResponseNorm"
 PROBE_PHOTOS = 4  # photos whose activation peaks find fp16 overflow risks; more only cost time
 
 
@@ -29,15 +28,6 @@ def convert(source: Source, path) -> Variant:
     proto, details = source.stage("converting to fp16", "fp16", to_fp16, source.graph, probe, source.lrn,
                                   source.fp32_bytes, in_place=source.last)
     return Variant(proto, details)
-
-
-def lrn_nodes(exported: onnx.ModelProto) -> list[str]:
-    """Nodes that came from nn.LocalResponseNorm, read from the exporter's per-node module metadata.
-
-    Call this on the graph straight from torch.onnx.export: onnxsim drops the metadata but keeps the
-    names of the nodes it does not remove."""
-    return [node.name for node in exported.graph.node
-            if any(LRN_MARKER in prop.value for prop in node.metadata_props)]
 
 
 def activation_peaks(proto: onnx.ModelProto, batch: np.ndarray, serialized: bytes | None = None) -> dict[str, float]:

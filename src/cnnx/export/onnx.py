@@ -1,11 +1,23 @@
-"""torch -> ONNX with the current (dynamo) exporter and a dynamic batch axis."""
+"""torch -> ONNX with a dynamic batch axis, by the fastest of torch's exporters that exports the model.
+
+torch has two: the TorchScript exporter (`dynamo=False`), deprecated since torch 2.9 but still shipped, and the
+dynamo exporter (`torch.export` + onnxscript), the one torch develops. For these CNNs both give the same graph
+after onnxsim (ResNet-50: 122 nodes either way, identical parity), and the TorchScript exporter takes a seventh
+of the time (ResNet-50 0.7 s against 5.0 s on 2 cores; docs/results/export_speed.md). So `exporter="auto"` (the
+default) tries it first and falls back to dynamo where it fails (AlexNet and VGG: TorchScript cannot export
+their adaptive pooling with a dynamic batch) or where a later torch has dropped it. The manifest records which
+exporter wrote the graph and why.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
+import os
+import sys
 import warnings
+from dataclasses import dataclass, field
 
 import onnx
 import torch
@@ -13,6 +25,7 @@ from torch import nn
 
 from ..errors import CnnxError, UsageError
 from ..models.registry import ModelSpec
+from . import EXPORTERS
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
@@ -40,8 +53,8 @@ def stamp(proto: onnx.ModelProto, model: str, precision: str) -> onnx.ModelProto
     kept = [p for p in proto.metadata_props if p.key not in GRAPH_METADATA]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
-    for key, field in GRAPH_METADATA.items():
-        proto.metadata_props.add(key=key, value=values[field])
+    for key, attribute in GRAPH_METADATA.items():
+        proto.metadata_props.add(key=key, value=values[attribute])
     return proto
 
 
@@ -65,21 +78,108 @@ def _quiet_exporter():
         exporter_log.setLevel(previous_level)
 
 
-def torch_to_onnx(model: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Export in eval mode with batch as a symbolic dimension."""
+@dataclass
+class Exported:
+    """An exported graph, which exporter wrote it, and the nodes that came from nn.LocalResponseNorm (fp16 keeps
+    them in fp32; onnxsim drops what marks them, so they are found here)."""
+
+    proto: onnx.ModelProto
+    exporter: dict  # {"name": "torchscript" | "dynamo", "asked": ..., and why it fell back, if it did}
+    lrn: list[str] = field(default_factory=list)
+
+
+def torch_to_onnx(model: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET, exporter: str = "auto") -> Exported:
+    """Export in eval mode with batch as a symbolic dimension (see the module doc for `exporter`)."""
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter '{exporter}'", f"choose from {', '.join(EXPORTERS)}")
+    model = model.eval()
+    fallback = None
+    if exporter in ("auto", "torchscript"):
+        try:
+            proto = _torchscript(model, spec, opset)
+            return Exported(_checked(proto, spec, opset), {"name": "torchscript", "asked": exporter},
+                            _torchscript_lrn(model, proto))
+        except Exception as exc:
+            if exporter == "torchscript":
+                raise CnnxError(f"the TorchScript exporter failed for {spec.name} at opset {opset}: "
+                                f"{_first_line(exc)}", "leave --exporter at auto (the dynamo exporter takes over)"
+                                ) from exc
+            fallback = f"TorchScript exporter: {_first_line(exc)}"
+    proto = _dynamo(model, spec, opset)
+    record = {"name": "dynamo", "asked": exporter, **({"fallback_because": fallback} if fallback else {})}
+    return Exported(_checked(proto, spec, opset), record, _dynamo_lrn(proto))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else exc.__class__.__name__)[:300]
+
+
+def _dynamo(model: nn.Module, spec: ModelSpec, opset: int) -> onnx.ModelProto:
     example = torch.zeros(2, *spec.input_shape)
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
-                model.eval(), (example,), dynamo=True, opset_version=opset, external_data=False,
+                model, (example,), dynamo=True, opset_version=opset, external_data=False,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
             )
     except Exception as exc:
         raise CnnxError(f"torch.onnx.export failed for {spec.name} at opset {opset}: {exc}",
                         "try another --opset, or run with --debug and report the traceback") from exc
-    assert program is not None  # None only from the TorchScript exporter, which cnnx does not use (dynamo=True)
-    proto = program.model_proto
+    assert program is not None  # dynamo=True always returns an ONNXProgram
+    return program.model_proto
+
+
+def _torchscript(model: nn.Module, spec: ModelSpec, opset: int) -> onnx.ModelProto:
+    buffer = io.BytesIO()
+    with _quiet_exporter(), _quiet_stdout_fd():
+        # a file object: the TorchScript exporter writes to it (torch's annotation names paths only)
+        torch.onnx.export(model, (torch.zeros(2, *spec.input_shape),), buffer,  # type: ignore[arg-type]
+                          dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+    return onnx.load_from_string(buffer.getvalue())
+
+
+@contextlib.contextmanager
+def _quiet_stdout_fd():
+    """The TorchScript exporter's C++ side writes the whole TorchScript graph to file descriptor 1 when it fails
+    (before cnnx falls back to dynamo): keep it off stdout, where it would corrupt --json."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def torchscript_scope(module_path: str) -> str:
+    """The prefix of the TorchScript exporter's node names for the nodes of the submodule at `module_path`:
+    "/lrn1/" for `lrn1`, "/features/features.2/" for `features.2`, "/layer1/layer1.0/conv1/" for
+    `layer1.0.conv1` (an indexed child is named after its container too)."""
+    parts = module_path.split(".")
+    scope = [f"{parts[i - 1]}.{part}" if part.isdigit() and i else part for i, part in enumerate(parts)]
+    return "/" + "/".join(scope) + "/"
+
+
+def _dynamo_lrn(proto: onnx.ModelProto) -> list[str]:
+    """The dynamo exporter records each node's module classes in its metadata."""
+    return [node.name for node in proto.graph.node
+            if any("LocalResponseNorm" in prop.value for prop in node.metadata_props)]
+
+
+def _torchscript_lrn(model: nn.Module, proto: onnx.ModelProto) -> list[str]:
+    """The TorchScript exporter names each node after the module path it came from."""
+    scopes = tuple(torchscript_scope(name) for name, module in model.named_modules()
+                   if isinstance(module, nn.LocalResponseNorm))
+    return [node.name for node in proto.graph.node if scopes and node.name.startswith(scopes)]
+
+
+def _checked(proto: onnx.ModelProto, spec: ModelSpec, opset: int) -> onnx.ModelProto:
     if opset_of(proto) != opset:
         raise CnnxError(f"torch.onnx.export wrote opset {opset_of(proto)} for {spec.name}, not the requested {opset}",
                         f"use --opset {DEFAULT_OPSET}, or run with --debug and report this")

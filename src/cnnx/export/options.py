@@ -30,6 +30,7 @@ class ExportOptions:
     input_size: int | None = None
     resize: int | None = None
     opset: int = DEFAULT_OPSET
+    exporter: str = "auto"  # "auto": TorchScript's where it exports the model, else dynamo (export/onnx.py)
     simplify: bool = True
     check: bool = True  # parity against eager PyTorch
     images: str | Path | None = None  # photos for the check (default: the shipped samples)

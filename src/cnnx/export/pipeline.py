@@ -37,7 +37,6 @@ from ..weights import resolve_weights
 from . import int8
 from .calibration import load_calibration
 from .engines import TARGETS, EngineOutcome, engine_for_artifact
-from .fp16 import lrn_nodes
 from .onnx import INPUT_NAME, OUTPUT_NAME, check_opset, stamp, torch_to_onnx
 from .options import ExportOptions
 from .qdq_forms import recipe
@@ -164,8 +163,9 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
                          f"outputs {num_classes}",
                          "give one class name per output, in class-index order (the number of classes comes from "
                          "the checkpoint's classifier, or --num-classes)")
-    graph = stage("exporting to ONNX", "export", torch_to_onnx, model, spec, options.opset)
-    exported_nodes, lrn = len(graph.graph.node), lrn_nodes(graph)  # onnxsim drops the metadata lrn_nodes reads
+    exported = stage("exporting to ONNX", "export", torch_to_onnx, model, spec, options.opset, options.exporter)
+    graph, lrn = exported.proto, exported.lrn
+    exported_nodes = len(graph.graph.node)
     simplify_info = {"applied": False, "skipped": "--no-simplify"}
     if options.simplify:
         graph, simplify_info = stage("simplifying (onnxsim)", "simplify", simplify, graph)
@@ -204,7 +204,7 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
 
         def export_again() -> onnx.ModelProto:
             return stage("exporting to ONNX again, unsimplified", "export_again", torch_to_onnx, model, spec,
-                         options.opset)
+                         options.opset, exported.exporter["name"]).proto
 
         unsimplified = None
         if simplified is None:
@@ -245,7 +245,8 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
                 nodes={"exported": exported_nodes, "simplified": simplified_nodes,
                        "artifact": len(variant.proto.graph.node)},
                 simplify=variant.simplify_info, precision_details=variant.details, tools=tool_versions(),
-                created=utc_now(), timings_s=dict(stage.timings), parity=None, export_key=keys[precision])
+                created=utc_now(), timings_s=dict(stage.timings), parity=None, export_key=keys[precision],
+                exporter=exported.exporter)
             progress(f"writing {final}")
             _publish(final, variant.payload, manifest, variant.check)
         written[precision] = final
@@ -264,7 +265,7 @@ def _export_key(options: ExportOptions, spec, weights_info: dict, labels, calib,
     """Everything that decides one artifact's bytes and verdict (export/reuse.py)."""
     thresholds = options.thresholds.get(precision)
     parts = {"model": spec.name, "preprocess": spec.preprocess.to_dict(), "weights": weights_info,
-             "num_classes": options.num_classes, "labels": labels, "opset": options.opset,
+             "num_classes": options.num_classes, "labels": labels, "opset": options.opset, "exporter": options.exporter,
              "simplify": options.simplify, "precision": precision,
              "check": {"images": folder_digest(options.images),
                        "thresholds": thresholds.to_dict() if thresholds else None} if options.check else None}
