@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import replace
@@ -288,17 +287,6 @@ def zoo_held_out(spec, work: Path) -> tuple[np.ndarray, dict]:
 
 # --- the cnnx side and the run ------------------------------------------------------------------------------------
 
-def trained_network_module():
-    """tests/trained_network.py, imported as scripts/trained_network.py does (tests/ is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("trained_network", ROOT / "tests" / "trained_network.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up while the module runs
-    spec.loader.exec_module(module)
-    return module
-
-
 def export_cnnx(model: str, work: Path) -> dict:
     """cnnx's fp32 and int8 (tensorrt form) artifacts, the calibration tensors it used, and the held-out set."""
     from cnnx.export.calibration import DEFAULT_CALIB_SIZE, load_calibration
@@ -307,6 +295,8 @@ def export_cnnx(model: str, work: Path) -> dict:
 
     out = work / model / "cnnx"
     if model == DIGITS:
+        from docs_blocks import trained_network_module  # scripts/ is on sys.path when a script runs
+
         tn = trained_network_module()
         folder = work / model / "digits"
         folder.mkdir(parents=True, exist_ok=True)

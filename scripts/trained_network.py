@@ -22,7 +22,6 @@ x86 CPU without VNNI (`qemu-x86_64 -cpu Haswell`).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -36,18 +35,10 @@ import torch
 from cnnx.eval import artifact_candidate, eager_candidate, evaluate, labeled_images
 from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.parity import DEFAULT_THRESHOLDS
-from docs_blocks import stamp  # scripts/ is on sys.path when a script runs
+from docs_blocks import stamp, trained_network_module  # scripts/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_FACTORS = (0.5, 0.25, 0.1)
-
-
-def _trained_network():
-    spec = importlib.util.spec_from_file_location("trained_network", ROOT / "tests" / "trained_network.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up while the module runs
-    spec.loader.exec_module(module)
-    return module
 
 
 def clip_cache(good: Path, out: Path, factor: float) -> None:
@@ -71,7 +62,7 @@ def kernel_table(data, variants: dict, gates: dict) -> list[str]:
     from cnnx.export.qdq_forms import unfused
     from cnnx.hardware import describe, machine_info
 
-    tn = _trained_network()
+    tn = trained_network_module()
     x = np.stack([load_tensor(path, Preprocess(resize=tn.SIZE, crop=tn.SIZE)) for path in data.images])
     reference = OnnxRuntimeRunner(variants["fp32"][1])(x)  # fp32 equals eager to ~130 dB (the table above)
     here = describe(machine_info())
@@ -100,7 +91,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="working folder (default: a temporary one)")
     parser.add_argument("--doc", default=str(ROOT / "docs" / "results" / "trained.md"))
     args = parser.parse_args()
-    tn = _trained_network()
+    tn = trained_network_module()
     with tempfile.TemporaryDirectory(prefix="cnnx-trained-") as tmp:
         work = Path(args.out or tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -179,6 +179,26 @@ def _torchscript_lrn(model: nn.Module, proto: onnx.ModelProto) -> list[str]:
     return [node.name for node in proto.graph.node if scopes and node.name.startswith(scopes)]
 
 
+def constants_as_initializers(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Every Constant node that holds a tensor becomes an initializer of the same name (in place): the same
+    graph, but the converters and quantizers find every weight among the initializers. (The TorchScript exporter
+    and onnxsim leave some folded weights as Constant nodes, e.g. in Inception-ResNet-v1's repeated blocks.)"""
+    graph = proto.graph
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+        else:
+            kept.append(node)
+    if len(kept) < len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept)
+    return proto
+
+
 def _checked(proto: onnx.ModelProto, spec: ModelSpec, opset: int) -> onnx.ModelProto:
     if opset_of(proto) != opset:
         raise CnnxError(f"torch.onnx.export wrote opset {opset_of(proto)} for {spec.name}, not the requested {opset}",

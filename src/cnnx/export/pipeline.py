@@ -37,7 +37,7 @@ from ..weights import resolve_weights
 from . import int8
 from .calibration import load_calibration
 from .engines import TARGETS, EngineOutcome, engine_for_artifact
-from .onnx import INPUT_NAME, OUTPUT_NAME, check_opset, stamp, torch_to_onnx
+from .onnx import INPUT_NAME, OUTPUT_NAME, check_opset, constants_as_initializers, stamp, torch_to_onnx
 from .options import ExportOptions
 from .qdq_forms import recipe
 from .reuse import export_key, folder_digest, up_to_date
@@ -169,6 +169,7 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
     simplify_info = {"applied": False, "skipped": "--no-simplify"}
     if options.simplify:
         graph, simplify_info = stage("simplifying (onnxsim)", "simplify", simplify, graph)
+    constants_as_initializers(graph)
     if calib is not None and options.int8_exclude not in (None, "auto"):
         int8.check_exclude(graph, list(options.int8_exclude))  # before any artifact is written
 
@@ -203,8 +204,9 @@ def export_model(options: ExportOptions, progress: Progress = lambda stage: None
                                 model=spec.name, precision="fp32").passed
 
         def export_again() -> onnx.ModelProto:
-            return stage("exporting to ONNX again, unsimplified", "export_again", torch_to_onnx, model, spec,
-                         options.opset, exported.exporter["name"]).proto
+            again = stage("exporting to ONNX again, unsimplified", "export_again", torch_to_onnx, model, spec,
+                          options.opset, exported.exporter["name"])
+            return constants_as_initializers(again.proto)
 
         unsimplified = None
         if simplified is None:
