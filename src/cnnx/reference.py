@@ -1,5 +1,5 @@
 """The eager reference an artifact is judged against, and judging a runner against it: the parity check that
-export runs on every artifact and `cnnx check` (check.py) runs on files and models."""
+export runs on every artifact and `cnnx check` (checking.py) runs on files and models."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from ..artifacts import prepare_output_file
 from ..backends import default_backend
 from ..backends import names as backend_names
 from ..errors import CheckFailed
-from ..export import EXPORTERS
+from ..export import EXPORTERS, TARGETS
 from ..precisions import (
     CALIBRATION_METHODS,
     CHECKED_PRECISIONS,
@@ -76,7 +76,7 @@ from .common import (
 @click.option("--force", is_flag=True, default=False,
               help="Export again even when the output folder holds an up-to-date artifact (same model, weights, "
                    "options and tool versions), which is otherwise reused.")
-@click.option("--target", type=click.Choice(["auto", "tensorrt", "onnx"]), default="auto", show_default=True,
+@click.option("--target", type=click.Choice(TARGETS), default="auto", show_default=True,
               help="auto: also build a TensorRT engine when TensorRT and a GPU are usable; tensorrt: require it.")
 @click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True,
               help="TensorRT profile's largest batch.")

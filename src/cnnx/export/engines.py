@@ -9,8 +9,7 @@ from ..backends.tensorrt import unavailable_reason
 from ..backends.tensorrt.build import build_command, build_engine
 from ..errors import BackendUnavailable, UsageError
 from ..manifest import PlanManifest
-
-TARGETS = ("auto", "tensorrt", "onnx")
+from . import TARGETS
 
 
 @dataclass

@@ -34,9 +34,9 @@ from ..precisions import (
 )
 from ..reference import CheckResult, check_data, check_runner
 from ..weights import resolve_weights
-from . import int8
+from . import TARGETS, int8
 from .calibration import load_calibration
-from .engines import TARGETS, EngineOutcome, engine_for_artifact
+from .engines import EngineOutcome, engine_for_artifact
 from .onnx import INPUT_NAME, OUTPUT_NAME, check_opset, constants_as_initializers, stamp, torch_to_onnx
 from .options import ExportOptions
 from .qdq_forms import recipe
