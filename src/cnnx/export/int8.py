@@ -51,7 +51,7 @@ from ..precisions import AUTO_CALIBRATION_METHODS, CALIBRATION_METHODS, DEFAULT_
 from ..reference import CheckData, CheckResult
 from .calibration import CalibrationSet
 from .qdq_forms import CPU_TARGETS, Quantizer, Recipe, quiet, recipe, symmetric_fake_quant, unfused
-from .qdq_tensorrt import WEIGHTED_OPS, classifier_layer, placement_summary, weight_axis
+from .qdq_tensorrt import WEIGHTED_OPS, classifier_layer, place, placement_summary, weight_axis
 from .variant import Source, Variant
 
 TARGET_SQNR_DB = 30.0
@@ -316,22 +316,49 @@ class Probe:
 
     def sqnr(self, float_layers: list[str]) -> float:
         self.quantizer.write(self.trial, float_layers)
-        sqnr = parity.compare(self.reference, self.run(self.trial, self.tensors))["sqnr_db"]
-        return float("-inf") if sqnr is None else sqnr  # None: NaN/Inf outputs, the worst possible trial
+        return _probe_sqnr(self.reference, self.run(self.trial, self.tensors))
 
 
 def classifier_choice(quantizer: Quantizer, probe: Probe) -> dict | None:
     """tensorrt form: keep the classifier float unless int8 costs it nothing on the probe. A batch-1 classifier is a
     GEMV, which gains nothing from int8 in TensorRT (ModelOpt keeps it float for that reason), while int8 logits
     carry the noise of every layer before them: on the seeded zoo a float classifier gains 0.05-0.1 dB on held-out
-    photos, and int8 saves only the classifier's weight bytes."""
-    name = classifier_layer(quantizer.fp32) if quantizer.recipe.form == "tensorrt" else None
+    photos, and int8 saves only the classifier's weight bytes.
+
+    One run of the quantized graph serves both sides: with the classifier float and its input as an extra output,
+    the int8 classifier is that input and the weights through Q/DQ, multiplied here (a Gemm: the weighted layer
+    torch's Linear exports to)."""
+    fp32 = quantizer.fp32
+    name = classifier_layer(fp32) if quantizer.recipe.form == "tensorrt" else None
     if name is None:
         return None
-    as_int8, as_float = probe.sqnr([]), probe.sqnr([name])
+    node = next(n for n in fp32.graph.node if n.name == name)
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in fp32.graph.initializer if i.name in node.input[1:]}
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if (node.op_type != "Gemm" or node.input[1] not in weights or attributes.get("transA", 0)
+            or attributes.get("alpha", 1.0) != 1.0 or attributes.get("beta", 1.0) != 1.0):
+        as_int8, as_float = probe.sqnr([]), probe.sqnr([name])  # any other classifier: two trial graphs
+    else:
+        graph = place(fp32, quantizer.ranges, [name])
+        session = OnnxRuntimeRunner(_with_outputs(graph, [node.input[0]]),
+                                    options=quantizer.recipe.session_options()).session
+        logits, features = session.run(None, {session.get_inputs()[0].name: probe.tensors})[:2]
+        w = weights[node.input[1]] if attributes.get("transB", 0) else weights[node.input[1]].T  # [out, in]
+        peak = np.abs(w).max(axis=1, keepdims=True)
+        x = quantizer.recipe.fake_quant(features.astype(np.float64), *quantizer.ranges[node.input[0]])
+        int8_logits = x @ symmetric_fake_quant(w.astype(np.float64), peak, 127).T
+        if len(node.input) > 2 and node.input[2] in weights:
+            int8_logits += weights[node.input[2]]
+        as_float = _probe_sqnr(probe.reference, logits)
+        as_int8 = _probe_sqnr(probe.reference, int8_logits.astype(np.float32))
     precision = "int8" if as_int8 >= as_float - CLASSIFIER_INT8_MAX_LOSS_DB else "float"
     return {"node": name, "precision": precision, "probe_sqnr_db": {"int8": as_int8, "float": as_float},
             "rule": "int8 only if it loses nothing on the probe"}
+
+
+def _probe_sqnr(reference: np.ndarray, output: np.ndarray) -> float:
+    sqnr = parity.compare(reference, output)["sqnr_db"]
+    return float("-inf") if sqnr is None else sqnr  # None: NaN/Inf outputs, the worst possible trial
 
 
 class RescueTrial(TypedDict):
