@@ -54,10 +54,10 @@ class Precision:
 # resnet152 SQNR 38.8 dB, cosine 0.994, top-1 0.77, top-5 0.88), while a broken conversion (overflow, LRN
 # in fp16) gives NaN or cosine far below 0.9. So fp16 is judged by direction, noise level and top-5.
 # int8 (held-out images only), from docs/results/int8.md (seeded zoo) and docs/results/trained.md (a resnet18 trained
-# on real digits, tests/test_trained.py): healthy artifacts range from 11.9 dB / cosine 0.965 (seeded inception-v3:
-# deep random networks amplify quantization noise) to 37-40 dB / 0.9998 (trained, keeping 100 % of its top-1); the
-# mildest broken quantization, every activation range clipped to 1/2, gives 7.0 dB / cosine 0.40 and already loses 2.8
-# % of the top-1 (clipped to 1/10: -0.1 dB; an outlier-stretched range: 2.9 dB, tests/test_int8.py). 10 dB and 0.95
+# on real digits, tests/test_trained.py): healthy artifacts range from 11.9 dB / cosine 0.962 (seeded inception-v3:
+# deep random networks amplify quantization noise) to 41-44 dB / 0.9999 (trained, keeping 100 % of its top-1); the
+# mildest broken quantization, every activation range clipped to 1/2, gives 8.5 dB / cosine 0.82 and changes 22 of
+# 1000 answers (clipped to 1/10: -0.1 dB; an outlier-stretched range: 2.9 dB, tests/test_int8.py). 10 dB and 0.95
 # sit between the two, so the default gate fails broken artifacts and passes healthy ones; accuracy itself is `cnnx
 # eval`'s verdict, and --min-sqnr tightens the gate for trained weights.
 
