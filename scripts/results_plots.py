@@ -57,8 +57,8 @@ def parity_plot() -> None:
 def accuracy_plot() -> None:
     rows = markdown_table((RESULTS / "trained.md").read_text(), "artifact | backend")
     rows = [r for r in rows if not r["artifact"].startswith("broken")]
-    labels = [f"{r['artifact']}\n{r['backend']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(10, 3.8))
+    labels = ["\n".join([*r["artifact"].split(", "), r["backend"]]) for r in rows]  # short lines: no overlap
+    fig, ax = plt.subplots(figsize=(12, 4.4))
     ax.bar(range(len(rows)), [100 * float(r["retained (>= 0.99)"]) for r in rows], color="tab:green")
     ax.axhline(99, color="grey", linestyle="--", linewidth=0.8)
     ax.set_ylim(95, 101)
