@@ -97,6 +97,7 @@ def ray_session(address: str | None):
             yield ray
     finally:
         ray.shutdown()
+        sweep_copies()  # a local instance's actors are gone now: what a killed one left goes with them
 
 
 HOST_PORT = re.compile(r"(?:[a-z]+://)?(?P<host>\[[0-9a-fA-F:]+\]|[^:/]+):(?P<port>\d+)/?")
@@ -213,19 +214,26 @@ def copies_root() -> Path:
 @contextlib.contextmanager
 def artifact_copies():
     """A folder for an actor's copies of the shipped artifacts, removed once they are loaded. Ray ends actors
-    with SIGKILL, so one killed while loading leaves its folder: the next actor on the node removes the
-    folders of processes that no longer exist."""
+    with SIGKILL (also an actor still loading when the job is done), so one killed while loading leaves its
+    folder: the next actor on the node, and the driver at the end of a job, remove the folders of processes
+    that no longer exist."""
     root = copies_root()
     root.mkdir(exist_ok=True)
-    for stale in root.iterdir():
-        owner = stale.name.split("-")[0]
-        if owner.isdigit() and not _alive(int(owner)):
-            shutil.rmtree(stale, ignore_errors=True)
+    sweep_copies()
     folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_copies() -> None:
+    """Remove this machine's artifact copies whose actor process no longer exists."""
+    root = copies_root()
+    for stale in root.iterdir() if root.is_dir() else ():
+        owner = stale.name.split("-")[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
