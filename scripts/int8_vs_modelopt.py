@@ -12,7 +12,8 @@ This script starts itself there with --modelopt-worker (the worker imports numpy
 
 Per model:
 1. cnnx exports fp32 and int8 (int8_target "tensorrt", its default calibration: minmax, 64 tensors for the zoo)
-   through the Python API; zoo models have seeded weights, the digits network is tests/trained_network.py's.
+   through the Python API, and int8 again with calib_method "mse" and "auto"; zoo models have seeded weights,
+   the digits network is tests/trained_network.py's.
 2. The calibration tensors cnnx used (load_calibration, the same call the export makes) are saved to .npy; their
    sha256 must equal the one the int8 manifest records. ModelOpt quantizes the same fp32 file with them, once per
    setting (calibration_method max / entropy, high_precision_dtype fp32 / fp16; ModelOpt's own default is
@@ -318,7 +319,9 @@ def export_cnnx(model: str, work: Path) -> dict:
         spec = get_spec(model)
         x, y = None, None
     results = {r.manifest.precision: r for r in export_model(options)}
-    # cnnx's --calib-method auto: minmax and entropy, the better on the probe (the first calibration tensors)
+    # cnnx's other calibration methods: mse (clipping), and auto (minmax or mse, the better on its probe)
+    [mse] = export_model(replace(options, precisions=("int8",), out_dir=work / model / "cnnx-mse",
+                                 calib_method="mse"))
     [auto] = export_model(replace(options, precisions=("int8",), out_dir=work / model / "cnnx-auto",
                                   calib_method="auto"))
     calib = load_calibration(options.calib_data, spec, options.calib_size, seed=options.seed)
@@ -328,7 +331,7 @@ def export_cnnx(model: str, work: Path) -> dict:
                          f"{recorded['sha256']})")
     if x is None:
         x, held_info = zoo_held_out(spec, work)
-    return {"fp32": results["fp32"].path, "int8": results["int8"].path, "int8_auto": auto.path,
+    return {"fp32": results["fp32"].path, "int8": results["int8"].path, "int8_mse": mse.path, "int8_auto": auto.path,
             "auto_choice": auto.manifest.precision_details["calibration"]["auto"], "calib": calib, "x": x, "labels": y,
             "held_out": held_info, "calibration": {k: recorded[k] for k in ("source", "count", "method", "sha256")},
             "cnnx_check": results["int8"].manifest.precision_details["accuracy"]}
@@ -347,6 +350,8 @@ def compare_model(model: str, args: argparse.Namespace) -> dict:
         fp32["accuracy"] = float(np.mean(reference.argmax(1) == made["labels"]))
     rows = {"cnnx": {"path": str(made["int8"]), "placement": placement(made["int8"]),
                      **accuracy(made["int8"], made["x"], reference, made["labels"])},
+            "cnnx calib mse": {"path": str(made["int8_mse"]), "placement": placement(made["int8_mse"]),
+                               **accuracy(made["int8_mse"], made["x"], reference, made["labels"])},
             "cnnx calib auto": {"path": str(made["int8_auto"]), "placement": placement(made["int8_auto"]),
                                 "choice": made["auto_choice"],
                                 **accuracy(made["int8_auto"], made["x"], reference, made["labels"])}}
@@ -375,14 +380,16 @@ def tables(results: list[dict]) -> str:
              "| Add inputs from: Q'd; float | Concat: Q'd inputs, Q'd outputs, one scale | pooling: Q'd in / out "
              "| classifier | Q / DQ nodes (weight DQ) | weights stored | size MB (fp32) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    verdict = ["| model | cnnx's best | SQNR dB | ModelOpt's best | SQNR dB | cnnx - ModelOpt dB | top-1 retained: "
+               "cnnx, ModelOpt | cnnx calib auto kept |", "|---|---|---:|---|---:|---:|---|---|"]
     for r in results:
-        best = max((k for k in r["quantizers"] if k.startswith("modelopt")),
-                   key=lambda k: r["quantizers"][k]["ort_no_optimization"]["sqnr_db"] or -1e9, default=None)
+        best = {tool: best_of(r, tool) for tool in ("cnnx", "modelopt")}
+        verdict.append(verdict_row(r, best))
         if "accuracy" in r["fp32"]:
             acc.append(f"| {r['model']} | fp32 ONNX (reference) | - | - | - | {r['fp32']['accuracy']:.4f} |")
         for name, q in r["quantizers"].items():
             m, optimized, p = q["ort_no_optimization"], q["ort_default"], q["placement"]
-            label = name.replace("modelopt ", "ModelOpt ") + (" (best)" if name == best else "")
+            label = display(name) + (" (best)" if name in best.values() else "")
             if "choice" in q:  # cnnx's auto calibration: which method the probe kept
                 label += f": {q['choice']['chosen']}"
             top1 = (f"{m['accuracy']:.4f} ({m['accuracy'] / r['fp32']['accuracy']:.4f})" if "accuracy" in m else "-")
@@ -403,8 +410,32 @@ def tables(results: list[dict]) -> str:
                          f"{concat} | {pools} | {head} | {p['quantize_nodes']} / {p['dequantize_nodes']} "
                          f"({p['weight_dequantize_nodes']}) | {weights} | {_mb(p['bytes'])} "
                          f"({_mb(r['fp32']['bytes'])}) |")
-    return ("**Accuracy** against the fp32 ONNX model on held-out inputs (ORT's graph optimizations off unless "
+    return ("**Best setting against best setting** (each tool's best SQNR on the held-out inputs, ORT's graph "
+            "optimizations off)\n\n" + "\n".join(verdict) + "\n\n"
+            "**Accuracy** against the fp32 ONNX model on held-out inputs (ORT's graph optimizations off unless "
             "said)\n\n" + "\n".join(acc) + "\n\n**Placement**\n\n" + "\n".join(place))
+
+
+def display(quantizer: str) -> str:
+    return "cnnx minmax (default)" if quantizer == "cnnx" else quantizer.replace("modelopt ", "ModelOpt ")
+
+
+def best_of(result: dict, tool: str) -> str:
+    """The name of `tool`'s quantizer row ("cnnx..." or "modelopt ...") with the best held-out SQNR."""
+    rows = result["quantizers"]
+    return max((k for k in rows if k.startswith(tool)), key=lambda k: rows[k]["ort_no_optimization"]["sqnr_db"])
+
+
+def verdict_row(result: dict, best: dict) -> str:
+    rows = result["quantizers"]
+    sqnr = {tool: rows[name]["ort_no_optimization"]["sqnr_db"] for tool, name in best.items()}
+    fp32_top1 = result["fp32"].get("accuracy")
+    retained = ", ".join(f"{rows[name]['ort_no_optimization']['accuracy'] / fp32_top1:.4f}" for name in best.values()) \
+        if fp32_top1 else "-"
+    names = {tool: display(name) for tool, name in best.items()}
+    return (f"| {result['model']} | {names['cnnx']} | {sqnr['cnnx']:.2f} | {names['modelopt']} | "
+            f"{sqnr['modelopt']:.2f} | {sqnr['cnnx'] - sqnr['modelopt']:+.2f} | {retained} | "
+            f"{rows['cnnx calib auto']['choice']['chosen']} |")
 
 
 def versions(results: list[dict]) -> dict:

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from onnxruntime.quantization.calibrate import load_tensors_data
 from PIL import Image
 
 from cnnx import parity
@@ -19,6 +20,7 @@ from cnnx.export import int8
 from cnnx.export.calibration import augmentations, load_calibration, split_holdout
 from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.models.registry import get_spec
+from cnnx.precisions import AUTO_CALIBRATION_METHODS
 from cnnx.weights import create_model
 from placement import assert_nvidia_placement
 
@@ -202,7 +204,7 @@ def test_cache_is_reused_and_invalidated_by_data_method_or_forced(resnet18_expor
 
 
 def test_auto_calibration_keeps_the_method_the_probe_finds_most_accurate(resnet18_export, tmp_path):
-    """Issue 22: minmax keeps the outliers trained networks need, entropy's clipping suits activations without
+    """Issue 22: minmax keeps the outliers trained networks need, mse's clipping suits activations without
     them; "auto" judges both on calibration tensors their ranges never saw, keeps the better and records both
     numbers (tests/test_trained.py shows it keeping minmax on the trained network)."""
     out, results = resnet18_export
@@ -212,7 +214,8 @@ def test_auto_calibration_keeps_the_method_the_probe_finds_most_accurate(resnet1
                                  holdout_expected=_expected("resnet18", calib), method="auto", target="tensorrt",
                                  exclude=None, cache_dir=tmp_path / "cache", key_parts={"model": "resnet18"})
     choice = details["calibration"]["auto"]
-    assert set(choice["probe_sqnr_db"]) == {"minmax", "entropy"}
+    assert set(choice["probe_sqnr_db"]) == set(AUTO_CALIBRATION_METHODS) == {"minmax", "mse"}
+    assert choice["probe"].startswith("the first 8 calibration tensors")  # a third of 16 is too few to judge by
     assert choice["chosen"] == max(choice["probe_sqnr_db"], key=choice["probe_sqnr_db"].get)
     assert details["calibration"]["method"] == choice["chosen"]
     # each candidate's ranges (calibrated without the judged tensors) and the chosen method's on all of them
@@ -221,6 +224,30 @@ def test_auto_calibration_keeps_the_method_the_probe_finds_most_accurate(resnet1
         int8.build_int8(fp32_path, onnx.load(str(fp32_path)), tmp_path / "few.onnx", calib=load_calibration(
             "samples", get_spec("resnet18"), 10), holdout_expected=_expected("resnet18", calib), method="auto",
             target="tensorrt", exclude=None, cache_dir=tmp_path / "cache", key_parts={"model": "resnet18"})
+
+
+def test_mse_calibration_clips_and_gains_on_held_out_photos(resnet18_export, tmp_path):
+    """Issue 22: `--calib-method mse` clips the long tails of the seeded network's activations (narrower ranges than
+    minmax on most tensors, never wider) and its artifact is closer to fp32 on the held-out photos than minmax's."""
+    out, results = resnet18_export
+    fp32_path = results["fp32"].path
+    calib = load_calibration("samples", get_spec("resnet18"), CALIB)
+    expected = _expected("resnet18", calib)
+    details, _ = int8.build_int8(fp32_path, onnx.load(str(fp32_path)), tmp_path / "mse.onnx", calib=calib,
+                                 holdout_expected=expected, method="mse", target="tensorrt",
+                                 exclude=None, cache_dir=tmp_path / "cache", key_parts={"model": "resnet18"})
+    assert details["calibration"]["method"] == "mse"
+    [mse_cache] = (tmp_path / "cache").glob("*.json")
+    minmax_key = results["int8"].manifest.precision_details["calibration"]["cache"]["key"]
+    minmax_cache = out / ".calibration" / f"{minmax_key}.json"
+    peaks = [{name: float(np.abs(t.range_value).max()) for name, t in load_tensors_data(cache).data.items()}
+             for cache in (mse_cache, minmax_cache)]
+    assert peaks[0].keys() == peaks[1].keys()
+    narrower = sum(peaks[0][n] < 0.95 * peaks[1][n] for n in peaks[0])
+    assert all(peaks[0][n] <= peaks[1][n] * 1.0001 for n in peaks[0]) and narrower > 0.8 * len(peaks[0])
+    minmax_sqnr, mse_sqnr = (parity.compare(expected, OnnxRuntimeRunner(path)(calib.holdout))["sqnr_db"]
+                             for path in (results["int8"].path, tmp_path / "mse.onnx"))
+    assert mse_sqnr > minmax_sqnr + 0.3, (mse_sqnr, minmax_sqnr)
 
 
 def test_export_reuses_cache_on_the_next_export(resnet18_export):

@@ -144,16 +144,18 @@ def test_a_clipped_activation_range_fails_the_default_gate(trained_digits, artif
 
 
 def test_auto_calibration_keeps_minmax_on_the_trained_network(trained_digits, artifacts, tmp_path):
-    """Issue 22: entropy's clipping costs the trained network accuracy on digits it never saw (ModelOpt's default
-    calibration: 17 dB); `--calib-method auto` judges both methods on calibration digits their ranges never saw,
-    so it keeps minmax here, and the artifact equals the minmax one's accuracy."""
+    """Issue 22: clipping costs the trained network accuracy on digits it never saw (ModelOpt's default entropy
+    calibration: 17 dB, cnnx's mse: 1.7 dB); `--calib-method auto` judges minmax and mse on a third of the
+    calibration digits, which their ranges never saw, so it keeps minmax here (judged on the first 8 it would
+    pick mse), and the artifact equals the minmax one's accuracy."""
     result = cnnx(*export_args(trained_digits, tmp_path, "--precision", "int8", "--int8-target", "tensorrt",
                                "--calib-method", "auto"))
     assert result.exit_code == 0, result.output
     details = read_manifest(tmp_path / "resnet18-int8.onnx").precision_details
     choice = details["calibration"]["auto"]
     assert choice["chosen"] == "minmax" and details["calibration"]["method"] == "minmax", choice
-    assert choice["probe_sqnr_db"]["minmax"] > choice["probe_sqnr_db"]["entropy"] + 3, choice
+    assert choice["probe"].startswith("the first 26 calibration tensors"), choice
+    assert choice["probe_sqnr_db"]["minmax"] > choice["probe_sqnr_db"]["mse"] + 0.5, choice
     minmax = read_manifest(artifacts["int8-tensorrt"]).precision_details["accuracy"]["sqnr_db"]
     assert details["accuracy"]["sqnr_db"] == pytest.approx(minmax, abs=0.01)
 

@@ -111,6 +111,6 @@ assert CPU_Q_DQ_FORM in Q_DQ_FORMS and sum(f.default for f in Q_DQ_FORMS.values(
 
 # How activation ranges are set. "auto" calibrates with each of AUTO_CALIBRATION_METHODS and keeps the one whose
 # int8 graph the probe (the first calibration tensors) finds most accurate (export/int8.py).
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile", "auto")
-AUTO_CALIBRATION_METHODS = ("minmax", "entropy")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile", "mse", "auto")
+AUTO_CALIBRATION_METHODS = ("minmax", "mse")
 DEFAULT_CALIBRATION_METHOD = "minmax"
