@@ -59,6 +59,7 @@ SKIMAGE_HELD_OUT = ("immunohistochemistry", "moon", "retina", "stereo_motorcycle
 VIEWS = 4  # the first 4 of cnnx's augmentations(): plain, mirrored, 80 % center crop, mirrored
 DIGITS_CALIB_SIZE = 80  # as scripts/trained_network.py: 80 of the 100 training digits (every 5th is held out)
 BATCH = 16
+BOOTSTRAP = 5000  # resamples for the verdict's confidence interval
 
 
 # --- the ModelOpt side (runs in the ModelOpt venv) ---------------------------------------------------------------
@@ -252,14 +253,30 @@ def run_onnx(path: Path, x: np.ndarray, optimized: bool) -> np.ndarray:
 def accuracy(path: Path, x: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> dict:
     from cnnx import parity
 
-    result = {}
+    result: dict = {}
     for optimized in (True, False):
         out = run_onnx(path, x, optimized)
         metrics = parity.compare(reference, out)
         if labels is not None:
             metrics["accuracy"] = float(np.mean(out.argmax(1) == labels))
         result["ort_default" if optimized else "ort_no_optimization"] = metrics
+        if not optimized:  # per held-out input, for the verdict's paired bootstrap (headline: optimizations off)
+            result["noise_per_input"] = energy_per_input(out.astype(np.float64) - reference)
     return result
+
+
+def energy_per_input(logits: np.ndarray) -> list[float]:
+    return (logits.astype(np.float64) ** 2).reshape(len(logits), -1).sum(axis=1).tolist()
+
+
+def sqnr_difference_ci(signal: list[float], noise_a: list[float], noise_b: list[float]) -> tuple[float, float]:
+    """95 % interval of SQNR(a) - SQNR(b) in dB, by a paired bootstrap over the held-out inputs (both quantizers
+    judged on the same resampled inputs): how much of a difference the held-out set can tell apart."""
+    s, a, b = np.array(signal), np.array(noise_a), np.array(noise_b)
+    picks = np.random.default_rng(0).integers(0, len(s), size=(BOOTSTRAP, len(s)))
+    diffs = 10 * np.log10(b[picks].sum(1) / a[picks].sum(1))  # the signal cancels out of the difference
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def zoo_held_out(spec, work: Path) -> tuple[np.ndarray, dict]:
@@ -345,7 +362,7 @@ def compare_model(model: str, args: argparse.Namespace) -> dict:
                             args.work / model / "modelopt", args.settings)
     print(f"{model}: measuring", flush=True)
     reference = run_onnx(made["fp32"], made["x"], optimized=True)
-    fp32 = {"bytes": made["fp32"].stat().st_size}
+    fp32 = {"bytes": made["fp32"].stat().st_size, "signal_per_input": energy_per_input(reference)}
     if made["labels"] is not None:
         fp32["accuracy"] = float(np.mean(reference.argmax(1) == made["labels"]))
     rows = {"cnnx": {"path": str(made["int8"]), "placement": placement(made["int8"]),
@@ -380,8 +397,8 @@ def tables(results: list[dict]) -> str:
              "| Add inputs from: Q'd; float | Concat: Q'd inputs, Q'd outputs, one scale | pooling: Q'd in / out "
              "| classifier | Q / DQ nodes (weight DQ) | weights stored | size MB (fp32) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    verdict = ["| model | cnnx's best | SQNR dB | ModelOpt's best | SQNR dB | cnnx - ModelOpt dB | top-1 retained: "
-               "cnnx, ModelOpt | cnnx calib auto kept |", "|---|---|---:|---|---:|---:|---|---|"]
+    verdict = ["| model | cnnx's best | SQNR dB | ModelOpt's best | SQNR dB | cnnx - ModelOpt dB (95 % interval) "
+               "| top-1 retained: cnnx, ModelOpt | cnnx calib auto kept |", "|---|---|---:|---|---:|---:|---|---|"]
     for r in results:
         best = {tool: best_of(r, tool) for tool in ("cnnx", "modelopt")}
         verdict.append(verdict_row(r, best))
@@ -433,8 +450,13 @@ def verdict_row(result: dict, best: dict) -> str:
     retained = ", ".join(f"{rows[name]['ort_no_optimization']['accuracy'] / fp32_top1:.4f}" for name in best.values()) \
         if fp32_top1 else "-"
     names = {tool: display(name) for tool, name in best.items()}
+    interval = ""
+    if "signal_per_input" in result["fp32"]:
+        low, high = sqnr_difference_ci(result["fp32"]["signal_per_input"],
+                                       *(rows[best[tool]]["noise_per_input"] for tool in ("cnnx", "modelopt")))
+        interval = f" ({low:+.2f} to {high:+.2f})"
     return (f"| {result['model']} | {names['cnnx']} | {sqnr['cnnx']:.2f} | {names['modelopt']} | "
-            f"{sqnr['modelopt']:.2f} | {sqnr['cnnx'] - sqnr['modelopt']:+.2f} | {retained} | "
+            f"{sqnr['modelopt']:.2f} | {sqnr['cnnx'] - sqnr['modelopt']:+.2f}{interval} | {retained} | "
             f"{rows['cnnx calib auto']['choice']['chosen']} |")
 
 
