@@ -277,3 +277,15 @@ def test_a_wrong_simplification_fails_the_check_and_the_unsimplified_graph_is_us
     assert not result.manifest.simplify["applied"]
     assert "failed its parity check" in result.manifest.simplify["rejected"]
     assert "export_again" in result.manifest.timings_s
+
+
+def test_tool_versions_name_the_installed_distributions():
+    """The manifests' tool versions: a package installed under its own name, one installed under another (Pillow
+    provides PIL: the slow path, reading every distribution's file list), and nothing for a package not installed."""
+    from importlib import metadata
+
+    from cnnx.artifacts import package_version
+
+    assert package_version("onnx") == metadata.version("onnx")
+    assert package_version("PIL") == metadata.version("pillow")
+    assert package_version("cnnx_no_such_package") is None
