@@ -1,7 +1,7 @@
 """`cnnx export` against the fastest hand-written pipeline that does the same work, side by side in one run.
 
     python scripts/export_speed.py [--rounds 3] [--cases resnet50-fp32,fp16 ...]
-        [--markdown docs/results/export_speed.md]
+        [--markdown TABLE.md]   (the table alone: paste it into docs/results/export_speed.md)
     python scripts/export_speed.py --exporters [MODEL ...]   # the exporters alone, for the choice of exporter
 
 Each case runs both ways in fresh processes (what a user waits for: interpreter start, imports, the work),
@@ -219,7 +219,7 @@ def main() -> None:
                         help="Instead: time the exporters alone on these models (default resnet50 vgg16).")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--markdown", type=Path, default=None, help="Write the results table here.")
+    parser.add_argument("--markdown", type=Path, default=None, help="Write the results table (alone) here.")
     parser.add_argument("--json", type=Path, default=None, help="Write every measurement here.")
     args = parser.parse_args()
     if args.hand:
