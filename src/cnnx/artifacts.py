@@ -17,6 +17,7 @@ import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -234,7 +235,7 @@ def package_version(package: str) -> str | None:
 
 
 @functools.cache
-def _distributions_by_import_name() -> dict[str, list[str]]:
+def _distributions_by_import_name() -> Mapping[str, list[str]]:
     return metadata.packages_distributions()
 
 
