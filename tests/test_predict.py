@@ -97,6 +97,18 @@ def test_a_corrupt_image_is_named_and_the_rest_still_run(run_cli, artifact, phot
     assert "corrupt.jpg" in errors["corrupt.jpg"]
 
 
+def test_only_unreadable_inputs_are_each_reported_without_a_crash(run_cli, artifact, tmp_path):
+    """A batch with no readable image (a mistyped folder, a chunk of corrupt files) is an error row per input
+    and exit 2, not an internal error: nothing is left to run through the model."""
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+    result = run_cli("predict", artifact, tmp_path / "no-such-folder", corrupt, "--json")
+    assert result.exit_code == 2, result.output
+    report = json.loads(result.stdout)
+    assert report["classified"] == 0 and report["failed"] == 2
+    assert [Path(e["image"]).name for e in report["results"]] == ["no-such-folder", "corrupt.jpg"]
+
+
 def test_predict_a_folder_of_photos(run_cli, artifact, tmp_path):
     for photo in sample_images()[:3]:
         (tmp_path / photo.name).write_bytes(photo.read_bytes())

@@ -35,7 +35,7 @@ def classify_sources(predictor, sources: Sequence[str], topk: int) -> list[dict]
             entries.append({"image": source, "predictions": None})
         except CnnxError as exc:
             entries.append({"image": source, "error": exc.message})
-    step = predictor.max_batch or len(tensors)
+    step = predictor.max_batch or max(len(tensors), 1)  # no readable file: no chunk, and no zero step
     logits = [predictor(np.stack(tensors[i:i + step])) for i in range(0, len(tensors), step)]
     ranked = iter(predictor.top_predictions(np.concatenate(logits), topk) if logits else [])
     for entry in entries:
