@@ -29,10 +29,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from cnnx.bulk.cluster import copies_root, sweep_copies
+from cnnx.bulk.cluster import RayOptions, copies_root, sweep_copies
 from cnnx.bulk.output import flat_row
 from cnnx.cli import cli
 from cnnx.data import sample_images
+from cnnx.errors import UsageError
 from cnnx.export.pipeline import ExportOptions, export_model
 
 pytestmark = pytest.mark.xdist_group("ray")  # one worker starts the one cluster all these tests share
@@ -374,11 +375,27 @@ def test_an_address_without_a_cluster_fails_at_once(run_cli, artifacts, inputs):
     assert time.monotonic() - started < 20  # ray.init alone retries for minutes
 
 
-def test_without_ray_the_flag_says_what_to_install(run_cli, artifacts, inputs, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if it were not installed
-    result = run_cli("predict", artifacts["fp32"], *inputs, "--ray")
-    assert result.exit_code == 3
-    assert "pip install 'cnnx[ray]'" in result.stderr and "Traceback" not in result.stderr
+def test_without_ray_the_flag_says_what_to_install(run_cli, artifacts, inputs, monkeypatch, tmp_path):
+    labeled = tmp_path / "labeled" / "0"
+    labeled.mkdir(parents=True)
+    shutil.copy(sample_images()[0], labeled)
+    for package in ("ray", "pyarrow"):  # both come with the ray extra: `import` fails as if neither were installed
+        monkeypatch.setitem(sys.modules, package, None)
+    for command in (("predict", artifacts["fp32"], *inputs), ("eval", artifacts["fp32"], "--data", labeled.parent)):
+        result = run_cli(*command, "--ray")
+        assert result.exit_code == 3, result.output
+        assert "pip install 'cnnx[ray]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ray_options_from_python_are_checked():
+    """What the command line's --actors/--batch/--threads refuse, RayOptions refuses too (the Python API)."""
+    for actors in (None, 3, (1, 2), (2, 2)):
+        RayOptions(actors=actors).check()
+    for actors in (0, True, (2,), (1, 2, 3), (3, 1), (0, 2), 2.5):
+        with pytest.raises(UsageError, match="actors must be"):
+            RayOptions(actors=actors).check()
+    with pytest.raises(UsageError, match="batch must be"):
+        RayOptions(batch=0).check()
 
 
 def test_cnnx_imports_and_predicts_without_importing_ray(artifacts):
@@ -424,3 +441,12 @@ def test_an_unknown_output_suffix_fails_before_any_work(run_cli, artifacts, inpu
     result = run_cli("predict", artifacts["fp32"], *inputs, "--output", tmp_path / "answers.xlsx")
     assert result.exit_code == 2 and ".csv, .parquet or .jsonl" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_an_unwritable_output_fails_before_any_work(run_cli, artifacts, inputs, tmp_path):
+    """--output in a folder that cannot be made (a file is in its place): refused before anything connects (the
+    address has no cluster behind it, which would be exit 3) and before the artifact runs."""
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = run_cli("predict", artifacts["fp32"], *inputs, "--output", tmp_path / "taken" / "answers.csv",
+                     "--ray", f"127.0.0.1:{free_port()}")
+    assert result.exit_code == 2 and "--output" in result.stderr and "classified" not in result.output

@@ -47,8 +47,13 @@ class RayOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, not {value!r}")
-        sizes = self.actors if isinstance(self.actors, tuple) else (self.actors,) if self.actors else ()
-        if any(not isinstance(n, int) or n < 1 for n in sizes) or (len(sizes) == 2 and sizes[0] > sizes[1]):
+        if self.actors is None:
+            return
+        sizes = self.actors if isinstance(self.actors, tuple) else (self.actors,)
+        valid = (len(sizes) == (2 if isinstance(self.actors, tuple) else 1)
+                 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)
+                 and sizes[0] <= sizes[-1])
+        if not valid:
             raise UsageError(f"actors must be a positive number or a (min, max) range, not {self.actors!r}")
 
 
@@ -81,7 +86,7 @@ def ray_session(address: str | None):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a command line tool does not report usage unasked
     settings = {"logging_level": logging.WARNING, "log_to_driver": False}
     if target == "local":
-        settings.update(include_dashboard=False, num_cpus=len(os.sched_getaffinity(0)))
+        settings.update(include_dashboard=False, num_cpus=usable_cpus())
     try:
         with _quiet_loggers():
             ray.init(address=target, **settings)
@@ -98,6 +103,12 @@ def ray_session(address: str | None):
     finally:
         ray.shutdown()
         sweep_copies()  # a local instance's actors are gone now: what a killed one left goes with them
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity on Linux; every CPU where there is none, as on macOS)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 HOST_PORT = re.compile(r"(?:[a-z]+://)?(?P<host>\[[0-9a-fA-F:]+\]|[^:/]+):(?P<port>\d+)/?")

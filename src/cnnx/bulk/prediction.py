@@ -30,6 +30,7 @@ from .cluster import (
     job_errors,
     node_error,
     ray_session,
+    require_ray,
 )
 from .files import list_images
 from .output import output_format, prediction_writer
@@ -96,6 +97,7 @@ def predictions(artifact: str | Path, inputs: Sequence[str | Path], *, topk: int
     if not isinstance(topk, int) or isinstance(topk, bool) or topk < 1:
         raise UsageError(f"topk must be a positive integer, not {topk!r}")
     options.check()
+    require_ray()  # Ray, and the pyarrow it brings, before the files are listed
     backend = get_backend(options.backend, runs=("onnx", "plan")) if options.backend else default_backend(artifact)
     if Path(artifact).suffix.lower() not in backend.reads:
         raise UsageError(f"the {backend.name} backend does not run '{Path(artifact).name}'",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from pathlib import Path
 
 import click
 
@@ -53,17 +54,20 @@ def _actors(text: str | None) -> int | tuple[int, int] | None:
 
 @contextlib.contextmanager
 def images_progress(label: str, enabled: bool):
-    """A progress bar on stderr (terminals only): images done of all, and images/s. Yields update(done, total)."""
+    """A progress bar on stderr (terminals only): images done of all, images/s, and for eval the running top-1
+    of each row. Yields update(done, total, running={name: top-1 so far} or nothing)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                   TimeElapsedColumn(), console=err_console, transient=True,
+                   TimeElapsedColumn(), TextColumn("{task.fields[running]}"), console=err_console, transient=True,
                    disable=not (enabled and err_console.is_terminal))
-    task = bar.add_task(label, total=None, rate="")
+    task = bar.add_task(label, total=None, rate="", running="")
     start = time.perf_counter()
 
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total, rate=f"{done / (time.perf_counter() - start):.0f} img/s")
+    def update(done: int, total: int, running: dict | None = None) -> None:
+        accuracy = "  ".join(f"{Path(name).stem} {100 * top1:.1f}%" for name, top1 in (running or {}).items())
+        bar.update(task, completed=done, total=total, rate=f"{done / (time.perf_counter() - start):.0f} img/s",
+                   running=f"top-1: {accuracy}" if accuracy else "")
 
     with bar:
         yield update

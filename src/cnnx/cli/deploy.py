@@ -44,11 +44,13 @@ def predict_cmd(artifact: Path, images: tuple[str, ...], topk: int, backend: str
     Images in any common format and mode are converted to RGB. An unreadable image is reported by name
     and the others still run. With --ray the images are classified on a Ray cluster, with the same answers.
     Exit code 0 when every image was classified, 2 when any failed."""
+    from ..artifacts import prepare_output_file
     from ..bulk.output import output_format
 
     settings = ray_settings(ray_address, actors, batch=batch, threads=threads, backend=backend)
-    if output is not None:
-        output_format(output)  # a bad suffix, or Parquet without pyarrow, fails before any work
+    if output is not None:  # a bad suffix, Parquet without pyarrow, an unwritable folder: all before any work
+        output_format(output)
+        prepare_output_file(output, "--output")
     if settings is not None:
         from ..bulk import predictions
 

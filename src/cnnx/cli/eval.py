@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 from pathlib import Path
 
 import click
 
 from ..backends import names as backend_names
 from ..errors import CheckFailed, UsageError
-from .bulk import ray_options, ray_settings
-from .common import err_console, head_options, json_option, pretrained_option
-
-
-@contextlib.contextmanager
-def eval_progress(enabled: bool):
-    """A progress bar on stderr (terminals only): images, images/s and the running top-1 of each row."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                   TimeElapsedColumn(), TextColumn("{task.fields[running]}"), console=err_console, transient=True,
-                   disable=not (enabled and err_console.is_terminal))
-    task = bar.add_task("eval", total=None, rate="", running="")
-    start = time.perf_counter()
-
-    def update(done: int, total: int, running: dict) -> None:
-        accuracy = "  ".join(f"{Path(name).stem} {100 * top1:.1f}%" for name, top1 in running.items())
-        bar.update(task, completed=done, total=total, rate=f"{done / (time.perf_counter() - start):.0f} img/s",
-                   running=f"top-1: {accuracy}")
-
-    with bar:
-        yield update
+from .bulk import images_progress, ray_options, ray_settings
+from .common import head_options, json_option, pretrained_option
 
 
 def eager_options(fn):
@@ -96,7 +74,7 @@ def eval_cmd(artifacts, data, labels_file, backend, model_name, min_retained, li
     if settings is not None:
         from ..bulk import evaluate as evaluate_on_ray
 
-        with eval_progress(not as_json) as progress:
+        with images_progress("eval", not as_json) as progress:
             report = evaluate_on_ray(artifacts, dataset, limit=limit, min_retained=min_retained, options=settings,
                                      progress=progress)
         _judged(report, artifacts, min_retained, as_json, show_changed)
@@ -106,7 +84,7 @@ def eval_cmd(artifacts, data, labels_file, backend, model_name, min_retained, li
         same = [c for c in candidates if c.model == model_name]
         candidates.insert(0, eager_candidate(model_name, input_size=input_size, resize=resize,
                                              preprocess=same[0].preprocess if same else None, **weights))
-    with eval_progress(not as_json) as progress:
+    with images_progress("eval", not as_json) as progress:
         report = evaluate(candidates, dataset, batch=batch, limit=limit, min_retained=min_retained,
                           workers=workers or min(8, os.cpu_count() or 1), progress=progress)
     _judged(report, artifacts, min_retained, as_json, show_changed)
