@@ -38,3 +38,10 @@ class DownloadFailed(CnnxError):
     its sha256 check (exit 3, like any required resource that is unavailable here)."""
 
     exit_code = 3
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a foreign exception's message (at most `limit` characters), for a message of ours that
+    quotes it; its class name when it says nothing."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else exc.__class__.__name__)[:limit]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from .base import Runner, RunOptions
 
 
@@ -51,8 +51,7 @@ class OnnxRuntimeRunner(Runner):
             self.session = ort.InferenceSession(source, session_options, providers=list(providers))
         except Exception as exc:  # ORT raises its own exception types for corrupt/invalid files
             what = "the ONNX model" if isinstance(model, bytes) else f"'{model}'"
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
-            raise UsageError(f"ONNX Runtime cannot load {what}: {first}",
+            raise UsageError(f"ONNX Runtime cannot load {what}: {first_line(exc)}",
                              "the file is corrupt or not an ONNX model; re-export it") from None
         self.input_name = self.session.get_inputs()[0].name
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailable, UsageError
+from ..errors import BackendUnavailable, UsageError, first_line
 from .base import Runner, RunOptions
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
@@ -65,7 +65,7 @@ class OpenVinoRunner(Runner):
         try:
             self.compiled = core.compile_model(core.read_model(str(model)), "CPU", config)
         except RuntimeError as exc:
-            raise UsageError(f"OpenVINO cannot load '{model}': {str(exc).strip().splitlines()[0][:300]}",
+            raise UsageError(f"OpenVINO cannot load '{model}': {first_line(exc)}",
                              "the file is corrupt or uses an operator OpenVINO lacks; re-export it") from None
         if mode == "throughput":
             self.concurrency = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))

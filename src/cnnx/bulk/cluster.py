@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BackendUnavailable, CnnxError, UsageError
+from ..errors import BackendUnavailable, CnnxError, UsageError, first_line
 from ..manifest import manifest_path
 
 INSTALL_HINT = "install it: pip install 'cnnx[ray]' (on every node of the cluster too)"
@@ -282,7 +282,3 @@ def node_error(exc: CnnxError, names: dict[str, str]) -> CnnxError:
         message = message.replace(copy, name)
     return type(exc)(f"{message} (on the Ray node {socket.gethostname()})", exc.hint)
 
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__

@@ -23,7 +23,7 @@ import onnx
 import torch
 from torch import nn
 
-from ..errors import CnnxError, UsageError
+from ..errors import CnnxError, UsageError, first_line
 from ..models.registry import ModelSpec
 from . import EXPORTERS
 
@@ -102,17 +102,12 @@ def torch_to_onnx(model: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET,
         except Exception as exc:
             if exporter == "torchscript":
                 raise CnnxError(f"the TorchScript exporter failed for {spec.name} at opset {opset}: "
-                                f"{_first_line(exc)}", "leave --exporter at auto (the dynamo exporter takes over)"
+                                f"{first_line(exc)}", "leave --exporter at auto (the dynamo exporter takes over)"
                                 ) from exc
-            fallback = f"TorchScript exporter: {_first_line(exc)}"
+            fallback = f"TorchScript exporter: {first_line(exc)}"
     proto = _dynamo(model, spec, opset)
     record = {"name": "dynamo", "asked": exporter, **({"fallback_because": fallback} if fallback else {})}
     return Exported(_checked(proto, spec, opset), record, _dynamo_lrn(proto))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else exc.__class__.__name__)[:300]
 
 
 def _dynamo(model: nn.Module, spec: ModelSpec, opset: int) -> onnx.ModelProto:

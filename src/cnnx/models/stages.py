@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from ..weights.checkpoints import aux_head_names
 from .registry import ModelSpec, get_spec
 
@@ -58,5 +58,5 @@ def input_size_errors(spec: ModelSpec):
     except RuntimeError as exc:
         native = get_spec(spec.name).input_size
         raise UsageError(f"{spec.name} cannot run at {spec.input_size}x{spec.input_size} input: "
-                         f"{str(exc).strip().splitlines()[0]}",
+                         f"{first_line(exc)}",
                          f"pass a larger --input-size (its native size is {native})") from None

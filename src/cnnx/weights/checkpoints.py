@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from ..models.registry import ModelSpec
 
 # Wrappers that training scripts put around a state dict.
@@ -48,7 +48,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                              "pass a file written by torch.save(model.state_dict(), ...)") from None
         except (RuntimeError, EOFError, OSError, ValueError) as exc:
             raise UsageError(f"'{path}' is not a readable PyTorch checkpoint ({exc.__class__.__name__}: "
-                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'empty'})",
+                             f"{first_line(exc)})",
                              "pass a file written by torch.save(model.state_dict(), ...)") from None
     for key in _WRAPPER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
