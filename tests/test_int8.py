@@ -16,7 +16,7 @@ from cnnx.backends.onnxruntime import OnnxRuntimeRunner
 from cnnx.backends.torch import TorchRunner
 from cnnx.data import SAMPLE_HOLDOUT_NAMES, sample_images, sample_split
 from cnnx.errors import UsageError
-from cnnx.export import int8
+from cnnx.export import int8, qdq_tensorrt
 from cnnx.export.calibration import augmentations, load_calibration, split_holdout
 from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.models.registry import get_spec
@@ -106,6 +106,19 @@ def test_tensorrt_form_follows_nvidias_placement_rules(resnet18_export):
     assert details["placement"]["pool_inputs_quantized"] == 1
     choice = details["classifier"]
     assert choice["precision"] in ("int8", "float") and set(choice["probe_sqnr_db"]) == {"int8", "float"}
+
+
+def test_a_float_layer_reads_float_values_behind_a_shared_pool(resnet18_export):
+    """resnet18's stem MaxPool feeds layer1.0's conv1 and the residual Add's skip. With conv1 kept in float
+    (the rescue's way to remove its input noise), the pool must not run between Q/DQ for the Add's sake:
+    MaxPool commutes with Q/DQ, so conv1 would read exactly the quantized values and gain nothing."""
+    _, results = resnet18_export
+    proto = onnx.load(str(results["fp32"].path))
+    pool = next(n for n in proto.graph.node if n.op_type == "MaxPool")
+    readers = [n.name for n in proto.graph.node if pool.output[0] in n.input]
+    conv = next(name for name in readers if name.endswith("Conv"))
+    assert (pool.name, 0) in qdq_tensorrt.quantized_edges(proto)  # all its readers quantized: between Q/DQ
+    assert (pool.name, 0) not in qdq_tensorrt.quantized_edges(proto, [conv])
 
 
 def test_cpu_form_uses_uint8_activations_and_int8_weights(resnet18_export, tmp_path):

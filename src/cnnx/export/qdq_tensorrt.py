@@ -21,7 +21,7 @@ quantized-types-explicit-quantization.html), and what NVIDIA's own ONNX quantize
 5. Pooling: MaxPool commutes with Q and DQ, and both MaxPool and AveragePool have int8 kernels ("quantizable"
    layers, which TensorRT runs in int8 between a DQ and a Q). When a reader of a pool's output reads it
    quantized, the pool's input is quantized too, so it runs between quantized tensors (ModelOpt quantizes a
-   pool next to a quantized neighbour the same way).
+   pool next to a quantized neighbour the same way); unless a layer kept in float reads it.
 6. The classifier (the last weighted layer, whose output is the logits) is quantized or kept float by
    measurement (int8.py); for a batch-1 GEMV TensorRT gains nothing from int8 (ModelOpt keeps it float for
    that reason), and float logits keep the most accuracy.
@@ -113,8 +113,10 @@ def quantized_edges(proto: onnx.ModelProto, float_layers: Iterable[str] = ()) ->
         changed = False
         for node in proto.graph.node:
             readers = consumers[node.output[0]] if node.op_type in POOLS else []
+            # not behind a float layer: MaxPool commutes with Q/DQ, so that layer would read quantized values
             if (node.output[0] not in graph_outputs and (node.name, 0) not in edges
-                    and any(reader in edges for reader in readers)):
+                    and any(reader in edges for reader in readers)
+                    and not any(name in floats for name, _ in readers)):
                 edges.add((node.name, 0))
                 changed = True
     return edges
