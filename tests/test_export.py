@@ -10,6 +10,7 @@ import torch
 from cnnx import list_models
 from cnnx.artifacts import sha256_file
 from cnnx.backends.onnxruntime import OnnxRuntimeRunner
+from cnnx.errors import UsageError
 from cnnx.export.pipeline import ExportOptions, export_model
 from cnnx.manifest import manifest_path
 from cnnx.models.registry import get_spec
@@ -289,3 +290,10 @@ def test_tool_versions_name_the_installed_distributions():
     assert package_version("onnx") == metadata.version("onnx")
     assert package_version("PIL") == metadata.version("pillow")
     assert package_version("cnnx_no_such_package") is None
+
+
+def test_an_unknown_exporter_is_refused_before_any_work(tmp_path):
+    """From Python (the CLI's choices already refuse it): no model built, no folder made."""
+    with pytest.raises(UsageError, match="unknown exporter 'fx'"):
+        export_model(ExportOptions("resnet50", out_dir=tmp_path / "out", exporter="fx"))
+    assert not (tmp_path / "out").exists()

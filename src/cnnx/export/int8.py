@@ -52,7 +52,14 @@ from ..reference import CheckData, CheckResult
 from .calibration import CalibrationSet
 from .mse_ranges import HISTOGRAM_BINS, mse_ranges
 from .qdq_forms import CPU_TARGETS, Quantizer, Recipe, quiet, recipe, symmetric_fake_quant, unfused
-from .qdq_tensorrt import WEIGHTED_OPS, classifier_layer, place, placement_summary, weight_axis
+from .qdq_tensorrt import (
+    WEIGHTED_OPS,
+    classifier_layer,
+    per_channel_dequantized,
+    place,
+    placement_summary,
+    weight_axis,
+)
 from .variant import Source, Variant
 
 TARGET_SQNR_DB = 30.0
@@ -216,17 +223,23 @@ def choose_calibration(fp32_path: Path, fp32: onnx.ModelProto, calib: Calibratio
     """Method "auto": each of AUTO_CALIBRATION_METHODS calibrates on the calibration tensors but the first
     `auto_probe_size`, and the fully quantized graphs are judged on those first tensors, which no candidate's
     ranges have seen (judged on tensors it calibrated on, clipping always looks best: entropy's on the trained
-    digits network, which it costs 17 dB on held-out digits). The chosen method then calibrates on all of them."""
+    digits network, which it costs 17 dB on held-out digits). The chosen method then calibrates on all of them.
+    With `samples` the judged tensors are views (whole, mirrored, crops) of the same 6 photos the candidates
+    calibrate on, and it can disagree with other photos (docs/results/int8-vs-modelopt.md); a folder of distinct
+    images gives a truly held-out probe."""
     check_calibration_size("auto", calib)
-    probe = auto_probe_size(len(calib.tensors))
-    judged, rest = calib.tensors[:probe], calib.tensors[probe:]
+    size = auto_probe_size(len(calib.tensors))
+    judged, rest = calib.tensors[:size], calib.tensors[size:]
     subset = dataclasses.replace(calib, tensors=rest)
     scores: dict[str, float] = {}
+    reference = None  # fp32's logits on the judged tensors, computed once for every candidate
     for method in AUTO_CALIBRATION_METHODS:
         candidate = calibration_ranges(fp32_path, fp32, subset, method, form, cache_dir, key_parts, recalibrate,
                                        input_name, progress)
-        scores[method] = Probe(Quantizer(form, fp32_path, fp32, candidate.cache_path), subset, work,
-                               tensors=judged).sqnr([])
+        probe = Probe(Quantizer(form, fp32_path, fp32, candidate.cache_path), subset, work, tensors=judged,
+                      reference=reference)
+        reference = probe.reference
+        scores[method] = probe.sqnr([])
     chosen = max(scores, key=scores.__getitem__)
     calibration = calibration_ranges(fp32_path, fp32, calib, chosen, form, cache_dir, key_parts, recalibrate,
                                      input_name, progress)
@@ -317,13 +330,14 @@ def layer_noise(quantizer: Quantizer, probe: np.ndarray) -> dict[str, float]:
 
 
 class Probe:
-    """Judges trial graphs: logits SQNR against fp32 on the first RESCUE_PROBE calibration tensors, run as the
-    form is judged."""
+    """Judges trial graphs: logits SQNR against fp32 (`reference`, else computed here) on `tensors` (default: the
+    first RESCUE_PROBE calibration tensors), run as the form is judged."""
 
-    def __init__(self, quantizer: Quantizer, calib: CalibrationSet, work: Path, tensors: np.ndarray | None = None):
+    def __init__(self, quantizer: Quantizer, calib: CalibrationSet, work: Path, tensors: np.ndarray | None = None,
+                 reference: np.ndarray | None = None):
         self.quantizer, self.work = quantizer, work
         self.tensors = calib.tensors[:RESCUE_PROBE] if tensors is None else tensors
-        self.reference = OnnxRuntimeRunner(quantizer.fp32_path)(self.tensors)
+        self.reference = OnnxRuntimeRunner(quantizer.fp32_path)(self.tensors) if reference is None else reference
         self.trial = work / "trial.onnx"
 
     def run(self, path: Path, inputs: np.ndarray) -> np.ndarray:
@@ -358,17 +372,16 @@ def classifier_choice(quantizer: Quantizer, probe: Probe) -> dict | None:
         session = OnnxRuntimeRunner(_with_outputs(graph, [node.input[0]]),
                                     options=quantizer.recipe.session_options()).session
         logits, features = session.run(None, {session.get_inputs()[0].name: probe.tensors})[:2]
-        w = weights[node.input[1]] if attributes.get("transB", 0) else weights[node.input[1]].T  # [out, in]
-        peak = np.abs(w).max(axis=1, keepdims=True)
+        w = per_channel_dequantized(weights[node.input[1]], weight_axis(node))
         x = quantizer.recipe.fake_quant(features.astype(np.float64), *quantizer.ranges[node.input[0]])
-        int8_logits = x @ symmetric_fake_quant(w.astype(np.float64), peak, 127).T
+        int8_logits = x @ (w.T if attributes.get("transB", 0) else w)
         if len(node.input) > 2 and node.input[2] in weights:
             int8_logits += weights[node.input[2]]
         as_float = _probe_sqnr(probe.reference, logits)
         as_int8 = _probe_sqnr(probe.reference, int8_logits.astype(np.float32))
     precision = "int8" if as_int8 >= as_float - CLASSIFIER_INT8_MAX_LOSS_DB else "float"
     return {"node": name, "precision": precision, "probe_sqnr_db": {"int8": as_int8, "float": as_float},
-            "rule": "int8 only if it loses nothing on the probe"}
+            "rule": f"int8 only if it loses at most {CLASSIFIER_INT8_MAX_LOSS_DB:g} dB on the probe"}
 
 
 def _probe_sqnr(reference: np.ndarray, output: np.ndarray) -> float:
@@ -453,11 +466,14 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
     precision details (the held-out accuracy is filled in by record_accuracy) and the quantized graph."""
     form = recipe(target, cpus)
     macs = layer_macs(fp32)
+    timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="cnnx-int8-") as tmp:
         choice = None
         if method == "auto":
+            started = time.perf_counter()
             calibration, choice = choose_calibration(fp32_path, fp32, calib, form, cache_dir, key_parts, recalibrate,
                                                      input_name, Path(tmp), progress)
+            timings["choose_calibration"] = round(time.perf_counter() - started, 3)  # the calibrations included
         else:
             calibration = calibration_ranges(fp32_path, fp32, calib, method, form, cache_dir, key_parts, recalibrate,
                                              input_name, progress)
@@ -477,7 +493,8 @@ def build_int8(fp32_path: Path, fp32: onnx.ModelProto, out_path: Path, *, calib:
     progress(f"quantizing ({form.form} Q/DQ form)")
     quantizer.write(out_path, float_layers)
     quantized = onnx.load(str(out_path))
-    timings = {"calibrate": calibration.seconds} if calibration.seconds else {}
+    if calibration.seconds:
+        timings["calibrate"] = calibration.seconds
     timings["rescue_and_quantize" if exclude == "auto" else "quantize"] = round(time.perf_counter() - start, 3)
     return describe(form, calib, calibration, choice, classifier, rescued, exclude, float_layers, macs, quantized,
                     timings), quantized

@@ -43,8 +43,10 @@ def mse_threshold(hist: np.ndarray, edges: np.ndarray, levels: int) -> float:
 
 def mse_ranges(histograms: dict, symmetric: bool):
     """ONNX Runtime's TensorsData of the MSE ranges, from its percentile collector's |x| histograms
-    ({name: (hist, edges, min, max)}). Symmetric (int8, zero point 0): 127 steps up to T on either side.
-    Asymmetric (uint8): 255 steps over [0, T] for non-negative tensors, over [-T, T] otherwise."""
+    ({name: (hist, edges, min, max)}). Symmetric (int8, zero point 0): T is chosen for 127 steps up to T on
+    either side. Asymmetric (uint8): for 255 steps over [0, T] on non-negative tensors; on signed ones T is
+    chosen as for int8 and the range written is [max(min, -T), min(max, T)], which can be narrower on one side
+    than the error model assumed (finer steps: T may clip a little more than the least error needs)."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 
     ranges = {}

@@ -35,6 +35,11 @@ DEFAULT_OPSET = 20  # torch 2.13's default, and inside TensorRT 10.0's parser ra
 MIN_OPSET = 18
 
 
+def check_exporter(exporter: str) -> None:
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter '{exporter}'", f"choose from {', '.join(EXPORTERS)}")
+
+
 def check_opset(opset: int) -> None:
     """Refuse an opset the exporter cannot write, before any work."""
     newest = onnx.defs.onnx_opset_version()
@@ -90,8 +95,7 @@ class Exported:
 
 def torch_to_onnx(model: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET, exporter: str = "auto") -> Exported:
     """Export in eval mode with batch as a symbolic dimension (see the module doc for `exporter`)."""
-    if exporter not in EXPORTERS:
-        raise UsageError(f"unknown exporter '{exporter}'", f"choose from {', '.join(EXPORTERS)}")
+    check_exporter(exporter)
     model = model.eval()
     fallback = None
     if exporter in ("auto", "torchscript"):
@@ -128,7 +132,7 @@ def _dynamo(model: nn.Module, spec: ModelSpec, opset: int) -> onnx.ModelProto:
 
 def _torchscript(model: nn.Module, spec: ModelSpec, opset: int) -> onnx.ModelProto:
     buffer = io.BytesIO()
-    with _quiet_exporter(), _quiet_stdout_fd():
+    with _quiet_stdout_fd(), _quiet_exporter():  # flush the real stdout before fd 1 goes to devnull
         # a file object: the TorchScript exporter writes to it (torch's annotation names paths only)
         torch.onnx.export(model, (torch.zeros(2, *spec.input_shape),), buffer,  # type: ignore[arg-type]
                           dynamo=False, opset_version=opset,

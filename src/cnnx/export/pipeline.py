@@ -37,7 +37,15 @@ from ..weights import resolve_weights
 from . import TARGETS, int8
 from .calibration import load_calibration
 from .engines import EngineOutcome, engine_for_artifact
-from .onnx import INPUT_NAME, OUTPUT_NAME, check_opset, constants_as_initializers, stamp, torch_to_onnx
+from .onnx import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    check_exporter,
+    check_opset,
+    constants_as_initializers,
+    stamp,
+    torch_to_onnx,
+)
 from .options import ExportOptions
 from .qdq_forms import recipe
 from .reuse import export_key, folder_digest, up_to_date
@@ -84,6 +92,7 @@ def _validate(options: ExportOptions) -> tuple[str, ...]:
     if options.target not in TARGETS:
         raise UsageError(f"unknown target '{options.target}'", f"choose from {', '.join(TARGETS)}")
     check_opset(options.opset)
+    check_exporter(options.exporter)
     return tuple(p for p in EXPORT_ORDER if p in options.precisions)
 
 

@@ -132,6 +132,14 @@ def _per_channel(weights: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray
     return np.moveaxis(quantized, 0, axis), scale.astype(np.float32)
 
 
+def per_channel_dequantized(weights: np.ndarray, axis: int) -> np.ndarray:
+    """The weights as their int8 Q/DQ in the graph gives them back (float64, the stored layout)."""
+    quantized, scales = _per_channel(weights, axis)
+    shape = [1] * weights.ndim
+    shape[axis] = -1
+    return quantized.astype(np.float64) * scales.astype(np.float64).reshape(shape)
+
+
 def weight_axis(node: onnx.NodeProto) -> int:
     """The output-channel axis of a layer's weights: Conv [out, in, kh, kw] 0; Gemm [in, out] 1 unless transB;
     MatMul [in, out] 1."""
