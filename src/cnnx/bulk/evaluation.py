@@ -82,6 +82,8 @@ def evaluate(artifacts: Sequence[str | Path], data: LabeledData, *, limit: int |
     options.check()
     candidates = [artifact_candidate(path, options.backend, threads=1) for path in artifacts]
     check_evaluation(candidates, data, batch=options.batch, min_retained=min_retained)
+    for candidate in candidates:  # here only their facts are needed (the actors load their own): free the sessions
+        getattr(candidate.run, "close", lambda: None)()  # a Predictor
     chosen = spread_subset(len(data.images), limit)
     shards = [chosen[i:i + options.batch] for i in range(0, len(chosen), options.batch)]
     shipped = [ShippedArtifact.read(path) for path in artifacts]
