@@ -176,7 +176,10 @@ class Calibration:
     key: str
     key_parts: dict
     seconds: float | None  # None: read from the cache
-    method: str
+
+    @property
+    def method(self) -> str:  # one of CALIBRATION_METHODS other than "auto": the one these ranges come from
+        return self.key_parts["method"]
 
     def to_dict(self) -> dict:
         return {"status": self.status, "key": self.key, "path": str(self.cache_path), "key_parts": self.key_parts}
@@ -192,7 +195,7 @@ def calibration_ranges(fp32_path: Path, fp32: onnx.ModelProto, calib: Calibratio
     cache_path = Path(cache_dir) / f"{key}.json"
     unusable = cache_problem(cache_path, fp32) if cache_path.is_file() and not recalibrate else None
     if cache_path.is_file() and not recalibrate and unusable is None:
-        return Calibration(cache_path, "cache hit", key, parts, None, method)
+        return Calibration(cache_path, "cache hit", key, parts, None)
     if unusable:
         progress(f"warning: the calibration cache {cache_path} {unusable}; calibrating again")
     progress(f"calibrating ({method}, {len(calib.tensors)} tensors)")
@@ -200,7 +203,7 @@ def calibration_ranges(fp32_path: Path, fp32: onnx.ModelProto, calib: Calibratio
               f"rebuilt: the cached file {unusable}" if unusable else "computed")
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     seconds = calibrate(fp32_path, calib, method, form.symmetric_activations, cache_path, input_name)
-    return Calibration(cache_path, status, key, parts, seconds, method)
+    return Calibration(cache_path, status, key, parts, seconds)
 
 
 def auto_probe_size(count: int) -> int:
