@@ -4,6 +4,7 @@ checked on a quantized graph independently of how cnnx placed them; used by the 
 from __future__ import annotations
 
 import onnx
+from onnx import numpy_helper
 
 
 def assert_nvidia_placement(proto: onnx.ModelProto, details: dict) -> None:
@@ -20,6 +21,11 @@ def assert_nvidia_placement(proto: onnx.ModelProto, details: dict) -> None:
         source = producers.get(tensor)
         return source is not None and source.op_type == "DequantizeLinear" and source.input[0] not in constants
 
+    values = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+
+    def scale(qdq: onnx.NodeProto) -> float:
+        return float(values[qdq.input[1]])
+
     floats = set(details["float_layers"]["nodes"])
     for node in proto.graph.node:
         if node.op_type in ("Conv", "Gemm", "MatMul") and node.name not in floats:
@@ -35,8 +41,11 @@ def assert_nvidia_placement(proto: onnx.ModelProto, details: dict) -> None:
         if node.op_type == "Concat":
             assert not any(quantized(i) for i in node.input), f"{node.name}: per-input Q/DQ on a Concat"
         if node.op_type in ("MaxPool", "AveragePool"):  # its output read quantized: it runs in int8
-            if any(r.op_type == "QuantizeLinear" for r in readers.get(node.output[0], [])):
+            after = [r for r in readers.get(node.output[0], []) if r.op_type == "QuantizeLinear"]
+            if after:
                 assert quantized(node.input[0]), f"{node.name}: {node.op_type} before a Q reads float"
+            if after and node.op_type == "MaxPool":  # its maxima are on the input's grid: one scale, no re-rounding
+                assert scale(after[0]) == scale(producers[node.input[0]]), f"{node.name}: requantized"
         if node.op_type == "QuantizeLinear" and node.input[0] in producers:
             source = producers[node.input[0]]
             if source.op_type in ("Conv", "Gemm", "MatMul"):  # a layer's output: only as a residual skip

@@ -250,6 +250,7 @@ def test_mse_calibration_clips_and_gains_on_held_out_photos(resnet18_export, tmp
                                  holdout_expected=expected, method="mse", target="tensorrt",
                                  exclude=None, cache_dir=tmp_path / "cache", key_parts={"model": "resnet18"})
     assert details["calibration"]["method"] == "mse"
+    assert_nvidia_placement(onnx.load(str(tmp_path / "mse.onnx")), details)  # clipped ranges differ around pools
     [mse_cache] = (tmp_path / "cache").glob("*.json")
     minmax_key = results["int8"].manifest.precision_details["calibration"]["cache"]["key"]
     minmax_cache = out / ".calibration" / f"{minmax_key}.json"

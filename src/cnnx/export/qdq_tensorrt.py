@@ -21,7 +21,10 @@ quantized-types-explicit-quantization.html), and what NVIDIA's own ONNX quantize
 5. Pooling: MaxPool commutes with Q and DQ, and both MaxPool and AveragePool have int8 kernels ("quantizable"
    layers, which TensorRT runs in int8 between a DQ and a Q). When a reader of a pool's output reads it
    quantized, the pool's input is quantized too, so it runs between quantized tensors (ModelOpt quantizes a
-   pool next to a quantized neighbour the same way); unless a layer kept in float reads it.
+   pool next to a quantized neighbour the same way); unless a layer kept in float reads it. A MaxPool between
+   quantized tensors keeps its input's scale for its output (ONNX Runtime's and ModelOpt's placement share it
+   too): its maxima are values of the input's grid, so the Q after it is exact, where a range of its own (a
+   clipping calibration gives one) would round every value again.
 6. The classifier (the last weighted layer, whose output is the logits) is quantized or kept float by
    measurement (int8.py); for a batch-1 GEMV TensorRT gains nothing from int8 (ModelOpt keeps it float for
    that reason), and float logits keep the most accuracy.
@@ -155,6 +158,10 @@ def place(fp32: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
     floats = set(float_layers)
     edges = quantized_edges(fp32, floats)
     layers = {n.name: n for n in weighted_layers(fp32) if n.name not in floats}
+    ranges = dict(ranges)
+    for node in fp32.graph.node:  # in graph order: a MaxPool after a MaxPool inherits the first one's range
+        if node.op_type == "MaxPool" and (node.name, 0) in edges and node.input[0] in ranges:
+            ranges[node.output[0]] = ranges[node.input[0]]
     initializers = {i.name: i for i in fp32.graph.initializer}
     proto = onnx.ModelProto()
     proto.CopyFrom(fp32)
