@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -34,6 +34,7 @@ from cnnx.bulk.output import flat_row
 from cnnx.cli import cli
 from cnnx.data import sample_images
 from cnnx.errors import UsageError
+from cnnx.eval import artifact_candidate, manifest_candidate
 from cnnx.export.pipeline import ExportOptions, export_model
 
 pytestmark = pytest.mark.xdist_group("ray")  # one worker starts the one cluster all these tests share
@@ -318,6 +319,64 @@ def test_a_killed_actor_loses_and_duplicates_no_image(cluster, artifacts, inputs
     assert json.loads(out) == one_process["results"]
 
 
+PREDICT_TO_FILE = """
+import dataclasses, json, sys
+from cnnx.bulk import RayOptions, predict
+
+artifact, address, batch, topk, output, *inputs = sys.argv[1:]
+summary = predict(artifact, inputs, output, topk=int(topk), options=RayOptions(address=address, batch=int(batch)))
+print(json.dumps(dataclasses.asdict(summary)))
+"""
+
+
+def test_python_predict_writes_what_one_process_answers(cluster, artifacts, inputs, one_process, tmp_path):
+    """`cnnx.bulk.predict`, the Python API (and what `cnnx predict --ray --output` calls): the file holds one
+    process's answers in input order, and the summary counts them."""
+    output = tmp_path / "answers.jsonl"
+    run = subprocess.run([sys.executable, "-c", PREDICT_TO_FILE, artifacts["fp32"], cluster.address, str(BATCH),
+                          str(TOPK), output, *inputs], capture_output=True, text=True, timeout=JOB_TIMEOUT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    expected = one_process["results"]
+    assert [json.loads(line) for line in output.read_text().splitlines()] == expected
+    summary = json.loads(run.stdout.splitlines()[-1])
+    assert (summary["output"], summary["model"], summary["backend"]) == (str(output), one_process["model"],
+                                                                         one_process["backend"])
+    assert summary["images"] == len(expected) and summary["failed"] == 1
+    assert summary["failures"] == [e for e in expected if "error" in e]
+
+
+REFUSED_ON_THE_NODES = """
+import json, sys
+from cnnx.bulk.cluster import BlockActor, RayOptions, ShippedArtifact, run_blocks
+from cnnx.errors import BackendUnavailable
+
+class Refusing(BlockActor):  # as on a node without the artifact's backend
+    def load(self, copies, names):
+        raise BackendUnavailable(f"cannot run '{copies[0]}' here", "install the backend on every node")
+
+    def answer(self, block):
+        raise AssertionError("an actor without its artifact answered")
+
+artifact, address = sys.argv[1:]
+try:
+    list(run_blocks(Refusing, [ShippedArtifact.read(artifact)], [{"image": ["a.jpg", "b.jpg"]}, {"image": ["c.jpg"]}],
+                    options=RayOptions(address=address, actors=1), gpu=False))
+except BackendUnavailable as exc:
+    print(json.dumps([type(exc).__name__, exc.exit_code, exc.message, exc.hint]))
+"""
+
+
+def test_an_actor_that_cannot_load_the_artifact_fails_the_job_with_its_error(cluster, artifacts):
+    """What an actor raised while loading reaches the driver as cnnx raised it: its type (exit code), message
+    (naming the artifact as the user did, and the node) and hint."""
+    run = subprocess.run([sys.executable, "-c", REFUSED_ON_THE_NODES, artifacts["fp32"], cluster.address],
+                         capture_output=True, text=True, timeout=JOB_TIMEOUT)
+    assert run.returncode == 0 and run.stdout.strip(), run.stderr[-3000:]
+    kind, code, message, hint = json.loads(run.stdout.splitlines()[-1])
+    assert (kind, code, hint) == ("BackendUnavailable", 3, "install the backend on every node")
+    assert message.startswith(f"cannot run '{artifacts['fp32']}' here (on the Ray node "), message
+
+
 def test_eval_on_ray_equals_cnnx_eval(cluster, artifacts, one_process, tmp_path):
     """Labels: the fp32 artifact's own top-1 for two images in three, its second guess for the third, so that
     top-1 and top-5 differ; the fp16 artifact of other weights changes many top-1s."""
@@ -366,6 +425,17 @@ def test_an_artifact_that_fails_its_manifest_check_fails_before_any_work(run_cli
         assert result.exit_code == 2, result.output
         assert "does not match its manifest" in result.stderr and "Ray" not in result.stderr
         assert time.monotonic() - started < 20
+
+
+def test_the_eval_driver_reads_what_it_needs_from_the_manifests(artifacts):
+    """`cnnx eval --ray`'s driver opens no backend (it may have none: a TensorRT plan from a CPU-only head node):
+    what it reads from an artifact's manifest is what loading the artifact tells, and it does not run."""
+    for path in artifacts.values():
+        read, loaded = manifest_candidate(path, "onnxruntime"), artifact_candidate(path, "onnxruntime")
+        with loaded.run:  # the Predictor: its session closed at the end
+            assert replace(read, run=loaded.run) == loaded  # name, model, precision, backend, classes, ...
+        with pytest.raises(RuntimeError, match="does not run"):
+            read.run(None)
 
 
 def test_an_address_without_a_cluster_fails_at_once(run_cli, artifacts, inputs):

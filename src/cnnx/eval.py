@@ -35,6 +35,7 @@ import numpy as np
 
 from .data import IMAGE_SUFFIXES, Preprocess, imagenet_labels, imagenet_synsets, load_image, preprocess, read_lines
 from .errors import CnnxError, UsageError
+from .manifest import Manifest, PlanManifest, class_names
 from .parity import sqnr_db
 
 DEFAULT_BATCH = 32
@@ -65,15 +66,44 @@ class Candidate:
 
 def artifact_candidate(path: str | Path, backend: str | None = None, threads: int | None = None) -> Candidate:
     """An exported artifact (checked against its manifest) on `backend` (ONNX files; plans run on TensorRT)."""
-    from .manifest import class_names
     from .runtime import load
 
     path = Path(path)
-    predictor = load(path, backend if path.suffix.lower() == ".onnx" else None, threads=threads)
-    return Candidate(name=str(path), model=predictor.model, precision=predictor.precision,
-                     backend=predictor.backend, run=predictor, preprocess=predictor.preprocess,
-                     num_classes=len(predictor.labels), class_names=class_names(predictor.manifest),
-                     max_batch=predictor.max_batch)
+    predictor = load(path, _onnx_backend(path, backend), threads=threads)
+    return _artifact(path, predictor.manifest, predictor.backend, predictor)
+
+
+def manifest_candidate(path: str | Path, backend: str | None = None) -> Candidate:
+    """What artifact_candidate knows of an artifact, from its manifest (checked against the artifact), without
+    opening `backend`: enough for check_evaluation and summarize, for a driver whose workers run the artifact
+    (cnnx.bulk on Ray), where the backend may be unusable (a TensorRT plan from a CPU-only head node). It does
+    not run."""
+    from .backends import default_backend, get_backend
+    from .manifest import manifest_kind, read_manifest, refuse_manifest_as_artifact
+
+    path = Path(path)
+    refuse_manifest_as_artifact(path)  # then the backend, then the manifest: cnnx.load's order, and its errors
+    backend = _onnx_backend(path, backend)
+    chosen = get_backend(backend, runs=("onnx", "plan")) if backend else default_backend(path)
+    return _artifact(path, read_manifest(path, manifest_kind(path)), chosen.name, _not_loaded)
+
+
+def _onnx_backend(path: Path, backend: str | None) -> str | None:
+    return backend if path.suffix.lower() == ".onnx" else None  # a plan runs on TensorRT, whatever is asked
+
+
+def _artifact(path: Path, manifest: Manifest, backend: str, run: Callable[[np.ndarray], np.ndarray]) -> Candidate:
+    if manifest.output is None or manifest.preprocess is None:  # only a manifest_candidate gets here: load refuses
+        raise UsageError(f"the manifest of '{path}' records no output tensor or preprocessing",
+                         "build the plan from an artifact written by `cnnx export`")
+    return Candidate(name=str(path), model=manifest.model, precision=manifest.precision or "?", backend=backend,
+                     run=run, preprocess=manifest.preprocess, num_classes=int(manifest.output.shape[-1]),
+                     class_names=class_names(manifest),
+                     max_batch=manifest.max_batch if isinstance(manifest, PlanManifest) else None)
+
+
+def _not_loaded(batch: np.ndarray) -> np.ndarray:
+    raise RuntimeError("a candidate read from its manifest does not run: load it with artifact_candidate")
 
 
 def eager_candidate(model: str, *, input_size: int | None = None, resize: int | None = None,

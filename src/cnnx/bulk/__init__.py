@@ -10,7 +10,7 @@ same artifact and the same answers as in one process.
 Ray Data runs the job: a dataset of image files in blocks, `map_batches` with a pool of actors that each load
 the artifact once with `cnnx.load` (checking its manifest on their node) and run the preprocessing recorded in
 it. The driver checks the artifact first, before anything is scheduled, and keeps each input exactly once,
-also when an actor dies and Ray retries its batches (bulk/prediction.py). Ray is an extra
+also when an actor dies and Ray retries its batches (run_blocks in bulk/cluster.py). Ray is an extra
 (`pip install 'cnnx[ray]'`) and is imported only when a job runs; without it a job is BackendUnavailable
 (exit 3). Without Ray, `cnnx predict` uses the same file listing (files.py), classification (classify.py) and
 output files (output.py).

@@ -1,17 +1,22 @@
 """Ray for the bulk jobs: the optional import, one connection per job, the actor pool, the artifacts shipped
-to every node, and a failed job turned into an error a user can act on."""
+to every node, the job's loop (`run_blocks`: blocks of images out, each block's answer back once), and a failed
+job turned into an error a user can act on."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import pickle
 import re
 import shutil
 import socket
 import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import BackendUnavailable, CnnxError, UsageError, first_line
 from ..manifest import manifest_path
@@ -34,7 +39,7 @@ class RayOptions:
     backend's intra-op threads per actor, and the CPUs each actor reserves. backend: as for cnnx.load.
 
     A dead actor is restarted, and the batches it held are run again, as often as needed (Ray Data's default
-    fault tolerance); the answers keep each input once (bulk/prediction.py)."""
+    fault tolerance); the answers keep each input once (run_blocks)."""
 
     address: str | None = None
     actors: int | tuple[int, int] | None = None
@@ -211,6 +216,7 @@ class ShippedArtifact:
         return cls(str(path), path.read_bytes(), manifest_path(path).read_bytes())
 
     def unpack(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
         path = folder / Path(self.name).name
         path.write_bytes(self.artifact)
         manifest_path(path).write_bytes(self.manifest)
@@ -282,3 +288,78 @@ def node_error(exc: CnnxError, names: dict[str, str]) -> CnnxError:
         message = message.replace(copy, name)
     return type(exc)(f"{message} (on the Ray node {socket.gethostname()})", exc.hint)
 
+
+BLOCK = "block"  # the column that numbers a job's blocks, in what the actors are handed and in their answers
+
+
+class BlockActor(ABC):
+    """A Ray Data actor of a bulk job: it loads the shipped artifacts once (`load`), then answers each block of
+    images it is handed (`answer`), as one pickled object per block, which run_blocks hands on as it was made.
+    An actor that could not load the artifacts answers every block with the CnnxError instead, for the driver
+    to raise: an exception raised here would reach the driver as text in a Ray error, without its message,
+    hint and exit code."""
+
+    def __init__(self, artifacts: list, backend: str | None, threads: int):
+        import ray
+
+        self.backend, self.threads = backend, threads
+        self.failure: CnnxError | None = None
+        shipped: list[ShippedArtifact] = ray.get(artifacts)  # a list: Ray passes the references, not the bytes
+        with artifact_copies() as folder:  # the copies on the node's disk live only while they load
+            copies = [s.unpack(folder / str(i)) for i, s in enumerate(shipped)]  # two may share a file name
+            try:
+                self.load(copies, [s.name for s in shipped])
+            except CnnxError as exc:
+                self.failure = node_error(exc, {str(copy): s.name for copy, s in zip(copies, shipped)})
+
+    @abstractmethod
+    def load(self, copies: list[Path], names: list[str]) -> None:
+        """Load the artifacts from their copies on this node (`names`: the paths the user gave)."""
+
+    @abstractmethod
+    def answer(self, block: dict) -> Any:
+        """The answer to a block (its columns, as numpy arrays)."""
+
+    def __call__(self, block: dict) -> dict:
+        return {BLOCK: block[BLOCK][:1], "answer": [pickle.dumps(self.failure or self.answer(block))]}
+
+
+def run_blocks(actor: type[BlockActor], artifacts: list[ShippedArtifact], blocks: list[dict[str, list]], *,
+               options: RayOptions, gpu: bool, progress: Callable[[int, int], None] | None = None,
+               **settings: Any) -> Iterator[tuple[int, Any]]:
+    """A bulk job on Ray: the blocks (columns of the same length, "image" among them) handed to a pool of
+    `actor`s, each built with the shipped `artifacts`, the backend and threads of `options`, and `settings`.
+    Yields (the block's index, its answer) as the answers arrive, each block once: the answer of a block that
+    Ray ran again after its actor died is dropped, and `progress(images done, images in all)` follows each new
+    one. A CnnxError an actor sent back is raised as cnnx raised it there; a block without an answer at the
+    end fails the job (BackendUnavailable), so that no input is silently missing."""
+    total = sum(len(block["image"]) for block in blocks)
+    done: set[int] = set()
+    with ray_session(options.address) as ray, job_errors(ray):
+        import pyarrow as pa  # it comes with Ray Data
+
+        references = [ray.put(artifact) for artifact in artifacts]
+        tables = [pa.table({BLOCK: [k] * len(block["image"]), **block}) for k, block in enumerate(blocks)]
+        dataset = ray.data.from_arrow(tables).map_batches(
+            actor, batch_size=None, batch_format="numpy",
+            fn_constructor_kwargs={"artifacts": references, "backend": options.backend, "threads": options.threads,
+                                   **settings},
+            **actor_pool(ray, options, gpu, len(tables)))
+        images = 0
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for key, payload in zip(batch[BLOCK], batch["answer"]):
+                answer = pickle.loads(payload)
+                if isinstance(answer, CnnxError):  # an actor could not load the artifacts
+                    raise answer
+                if int(key) in done:
+                    continue
+                done.add(int(key))
+                images += len(blocks[int(key)]["image"])
+                if progress:
+                    progress(images, total)
+                yield int(key), answer
+    if len(done) != len(blocks):
+        lost = [image for k, block in enumerate(blocks) if k not in done for image in block["image"]]
+        raise BackendUnavailable(f"the Ray job ended without answers for {len(lost)} of {total} images "
+                                 f"(e.g. {', '.join(map(str, lost[:3]))})",
+                                 "run it again; the Ray logs say what failed")

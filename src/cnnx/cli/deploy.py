@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import shlex
 from pathlib import Path
 
@@ -51,38 +50,56 @@ def predict_cmd(artifact: Path, images: tuple[str, ...], topk: int, backend: str
     if output is not None:  # a bad suffix, Parquet without pyarrow, an unwritable folder: all before any work
         output_format(output)
         prepare_output_file(output, "--output")
-    if settings is not None:
-        from ..bulk import predictions
-
-        job = predictions(artifact, images, topk=topk, options=settings)
-        model, precision, backend_name, run = job.model, job.precision, job.backend, job.run
+        summary = _to_file(artifact, images, output, topk, settings, backend, threads, batch)
+        _print_predictions(summary.failures, None)
+        if summary.failed > len(summary.failures):
+            err_console.print(f"... and {summary.failed - len(summary.failures)} more failed: see {output}",
+                              highlight=False)
+        model, precision, backend_name = summary.model, summary.precision, summary.backend
+        classified, failed = summary.classified, summary.failed
+        answers: dict = {"output": str(output)}
     else:
-        model, precision, backend_name, run = _in_process(artifact, images, topk, backend, threads, batch)
-    results: list[dict] = []  # with --json and no --output: one entry per IMAGE, its predictions or its error
-    classified = failed = 0
-    # Bounded batches, each printed (or written) as soon as it is classified: memory stays flat in the images.
-    with _writer(output, topk) as write, images_progress("predict", output is not None) as progress:
-        for entries in run(progress):
+        if settings is not None:
+            from ..bulk import predictions
+
+            job = predictions(artifact, images, topk=topk, options=settings)
+            model, precision, backend_name, run = job.model, job.precision, job.backend, job.run
+        else:
+            model, precision, backend_name, run = _in_process(artifact, images, topk, backend, threads, batch)
+        results: list[dict] = []  # with --json: one entry per IMAGE, its predictions or its error
+        classified = failed = 0
+        # Bounded batches, each printed as soon as it is classified: memory stays flat in the images.
+        for entries in run(lambda done, total: None):  # no progress bar: the answers are on the terminal
             first = classified + failed == 0
             failed += sum("error" in e for e in entries)
             classified += sum("error" not in e for e in entries)
-            if write:
-                write(entries)
-                _print_predictions([e for e in entries if "error" in e], None)
-            elif as_json:
+            if as_json:
                 results += entries
             else:
                 _print_predictions(entries, f"{model} {precision} ({backend_name})" if first else None)
+        answers = {"results": results}
     if as_json:
         emit_json({"artifact": str(artifact), "model": model, "precision": precision, "backend": backend_name,
-                   "topk": topk, **({"output": str(output)} if output else {"results": results}),
-                   "classified": classified, "failed": failed})
+                   "topk": topk, **answers, "classified": classified, "failed": failed})
     elif output is not None:
         say(f"{classified} image(s) classified, {failed} failed: {output}")
     elif failed:
         err_console.print(f"{classified} image(s) classified, {failed} failed", highlight=False)
     if failed:
         click.get_current_context().exit(2)
+
+
+def _to_file(artifact: Path, images, output: Path, topk: int, settings, backend: str | None, threads: int | None,
+             batch: int):
+    """--output: every answer written to the file, with a progress bar; on Ray by cnnx.bulk.predict, in one
+    process by the same writer. Returns the PredictSummary."""
+    from ..bulk.prediction import PredictSummary, predict, write_predictions
+
+    with images_progress("predict", True) as progress:
+        if settings is not None:
+            return predict(artifact, images, output, topk=topk, options=settings, progress=progress)
+        model, precision, backend_name, run = _in_process(artifact, images, topk, backend, threads, batch)
+        return write_predictions(run(progress), PredictSummary(str(output), model, precision, backend_name), topk)
 
 
 def _in_process(artifact: Path, images, topk: int, backend: str | None, threads: int | None, batch: int):
@@ -101,12 +118,6 @@ def _in_process(artifact: Path, images, topk: int, backend: str | None, threads:
             progress(min(start + step, len(sources)), len(sources))
 
     return predictor.model, predictor.precision, predictor.backend, run
-
-
-def _writer(output: Path | None, topk: int):
-    from ..bulk.output import prediction_writer
-
-    return prediction_writer(output, topk) if output is not None else contextlib.nullcontext(None)
 
 
 def _print_predictions(entries: list[dict], title: str | None) -> None:
