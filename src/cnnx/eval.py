@@ -78,13 +78,12 @@ def manifest_candidate(path: str | Path, backend: str | None = None) -> Candidat
     opening `backend`: enough for check_evaluation and summarize, for a driver whose workers run the artifact
     (cnnx.bulk on Ray), where the backend may be unusable (a TensorRT plan from a CPU-only head node). It does
     not run."""
-    from .backends import default_backend, get_backend
+    from .backends import artifact_backend
     from .manifest import manifest_kind, read_manifest, refuse_manifest_as_artifact
 
     path = Path(path)
     refuse_manifest_as_artifact(path)  # then the backend, then the manifest: cnnx.load's order, and its errors
-    backend = _onnx_backend(path, backend)
-    chosen = get_backend(backend, runs=("onnx", "plan")) if backend else default_backend(path)
+    chosen = artifact_backend(path, _onnx_backend(path, backend))
     return _artifact(path, read_manifest(path, manifest_kind(path)), chosen.name, _not_loaded)
 
 

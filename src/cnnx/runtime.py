@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from .backends import Backend, check_mode, default_backend, get_backend
+from .backends import Backend, artifact_backend, check_mode
 from .backends.base import Runner, RunOptions
 from .backends.onnxruntime import OnnxRuntimeRunner, int8_kernels_saturate
 from .data import load_image, preprocess, to_rgb
@@ -72,7 +72,7 @@ def load(path: str | Path, backend: str | None = None, *, threads: int | None = 
     A Predictor holds the backend's session or engine until `close()` (or the end of a `with` block)."""
     path = Path(path)
     refuse_manifest_as_artifact(path)
-    chosen = get_backend(backend, runs=("onnx", "plan")) if backend else default_backend(path)
+    chosen = artifact_backend(path, backend)
     manifest = read_manifest(path, manifest_kind(path))
     options = RunOptions(threads=threads, mode=check_mode(mode), max_requests=max_requests)
     if manifest_needs_vnni(manifest, chosen):

@@ -58,14 +58,17 @@ class Backend:
     def runs_artifacts(self) -> bool:
         return bool(self.reads)
 
+    def check_reads(self, path: Path) -> None:
+        if path.suffix.lower() not in self.reads:
+            raise UsageError(f"the {self.name} backend does not run '{path.name}'",
+                             f"it runs {' or '.join(self.reads) or 'models, not files'}")
+
     def open(self, path: str | Path, options: RunOptions = DEFAULT_OPTIONS) -> Runner:
         """The runner of the artifact at `path`, built with `options`. A mode or a precision hint this backend
         does not have is refused (UsageError) and an unusable backend raises BackendUnavailable with the reason,
         before anything is loaded."""
         path = Path(path)
-        if path.suffix.lower() not in self.reads:
-            raise UsageError(f"the {self.name} backend does not run '{path.name}'",
-                             f"it runs {' or '.join(self.reads) or 'models, not files'}")
+        self.check_reads(path)
         check_mode(options.mode)
         if options.mode not in self.modes:
             raise UsageError(f"the {self.name} backend has no {options.mode} mode",
@@ -158,10 +161,17 @@ def default_backend(path: str | Path) -> Backend:
     return backend
 
 
+def artifact_backend(path: str | Path, backend: str | None = None) -> Backend:
+    """The backend that runs the artifact at `path`: `backend` by name (refused if it does not open such a file),
+    else the table's first backend for its suffix."""
+    chosen = get_backend(backend, runs=("onnx", "plan")) if backend else default_backend(path)
+    chosen.check_reads(Path(path))
+    return chosen
+
+
 def open_runner(path: str | Path, backend: str | None = None, options: RunOptions = DEFAULT_OPTIONS) -> Runner:
     """A Runner for the artifact at `path` on `backend` (default: the table's first backend for its suffix)."""
-    chosen = get_backend(backend, runs=("onnx", "plan")) if backend else default_backend(path)
-    return chosen.open(path, options)
+    return artifact_backend(path, backend).open(path, options)
 
 
 def packages() -> tuple[str, ...]:

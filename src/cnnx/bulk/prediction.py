@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backends import default_backend, get_backend
+from ..backends import artifact_backend
 from ..errors import UsageError
 from ..manifest import read_manifest
 from .classify import classify_sources
@@ -79,10 +79,7 @@ def predictions(artifact: str | Path, inputs: Sequence[str | Path], *, topk: int
         raise UsageError(f"topk must be a positive integer, not {topk!r}")
     options.check()
     require_ray()  # Ray, and the pyarrow it brings, before the files are listed
-    backend = get_backend(options.backend, runs=("onnx", "plan")) if options.backend else default_backend(artifact)
-    if Path(artifact).suffix.lower() not in backend.reads:
-        raise UsageError(f"the {backend.name} backend does not run '{Path(artifact).name}'",
-                         f"it runs {' or '.join(backend.reads)}; leave out the backend, or pass such an artifact")
+    backend = artifact_backend(artifact, options.backend)
     manifest = read_manifest(artifact)  # refuses a modified, truncated or mismatched artifact
     if not inputs:
         raise UsageError("no images to classify", "pass image files, folders, globs or URIs")
