@@ -184,10 +184,10 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
                 os.environ[name] = value
 
 
-def cnnx_child(*args, timeout: float = JOB_TIMEOUT) -> subprocess.CompletedProcess:
+def cnnx_child(*args, timeout: float = JOB_TIMEOUT, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`cnnx ARGS...` as a user runs it, in a child process, bounded in time."""
     return subprocess.run([sys.executable, "-m", "cnnx", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, cwd=cwd)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -276,6 +276,19 @@ def test_a_bad_image_is_an_error_row_and_exit_2_without_losing_the_rest(on_ray, 
     assert len(rows) == len(one_process["results"]) and all(r["label_1"] for r in rows if not r["error"])
     assert f"{len(rows) - 1} image(s) classified, 1 failed" in run.stdout
     assert "corrupt.jpg" in run.stderr
+
+
+def test_relative_paths_are_read_from_the_drivers_folder(cluster, artifacts, inputs, one_process):
+    """The nodes' processes have working folders of their own (here: where `ray start` ran); a path given
+    relative to where `cnnx predict --ray` runs names the same file on the actors."""
+    folder = Path(inputs[0])
+    run = cnnx_child("predict", artifacts["fp32"], folder.name, "--topk", TOPK, "--batch", BATCH, "--ray",
+                     cluster.address, "--json", cwd=folder.parent)
+    assert run.returncode == 2, run.stderr[-3000:]  # the corrupt JPEG only
+    answers = json.loads(run.stdout)["results"]
+    expected = [e for e in one_process["results"] if Path(e["image"]).parent == folder]
+    assert [a["image"] for a in answers] == [str(Path(folder.name) / Path(e["image"]).name) for e in expected]
+    assert [a.get("predictions") for a in answers] == [e.get("predictions") for e in expected]
 
 
 KILLED_MID_RUN = """

@@ -299,9 +299,13 @@ class BlockActor(ABC):
     to raise: an exception raised here would reach the driver as text in a Ray error, without its message,
     hint and exit code."""
 
-    def __init__(self, artifacts: list, backend: str | None, threads: int):
+    def __init__(self, artifacts: list, backend: str | None, threads: int, workdir: str):
         import ray
 
+        # The driver's working folder, where the paths the user gave relative to it are: a worker process starts
+        # in its node's own folder. A node without that folder (no shared file system) reads absolute paths only.
+        with contextlib.suppress(OSError):
+            os.chdir(workdir)
         self.backend, self.threads = backend, threads
         self.failure: CnnxError | None = None
         shipped: list[ShippedArtifact] = ray.get(artifacts)  # a list: Ray passes the references, not the bytes
@@ -343,7 +347,7 @@ def run_blocks(actor: type[BlockActor], artifacts: list[ShippedArtifact], blocks
         dataset = ray.data.from_arrow(tables).map_batches(
             actor, batch_size=None, batch_format="numpy",
             fn_constructor_kwargs={"artifacts": references, "backend": options.backend, "threads": options.threads,
-                                   **settings},
+                                   "workdir": os.getcwd(), **settings},
             **actor_pool(ray, options, gpu, len(tables)))
         images = 0
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):

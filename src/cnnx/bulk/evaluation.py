@@ -38,9 +38,9 @@ class ShardScorer(BlockActor):
     """A Ray Data actor: loads every artifact once (cnnx.load checks each against its manifest on this node),
     then scores each shard of labeled images it is handed."""
 
-    def __init__(self, artifacts: list, backend: str | None, threads: int, root: str, layout: str, batch: int):
+    def __init__(self, root: str, layout: str, batch: int, **common):
         self.root, self.layout, self.batch = Path(root), layout, batch
-        super().__init__(artifacts, backend, threads)
+        super().__init__(**common)
 
     def load(self, copies: list[Path], names: list[str]) -> None:
         self.candidates = [replace(artifact_candidate(copy, self.backend, self.threads), name=name)  # rows name

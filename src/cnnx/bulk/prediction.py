@@ -30,9 +30,9 @@ class ImageClassifier(BlockActor):
     """A Ray Data actor: loads the artifact once (cnnx.load checks it against its manifest on this node), then
     classifies every block of files it is handed."""
 
-    def __init__(self, artifacts: list, backend: str | None, threads: int, topk: int):
+    def __init__(self, topk: int, **common):
         self.topk = topk
-        super().__init__(artifacts, backend, threads)
+        super().__init__(**common)
 
     def load(self, copies: list[Path], names: list[str]) -> None:
         from ..runtime import load
