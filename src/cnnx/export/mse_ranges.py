@@ -10,9 +10,9 @@ ModelOpt's, offers only max and entropy.
 
 Why cnnx has it: ONNX Runtime's "entropy" with its default 128 bins only clips through the way its histograms
 grow batch by batch (with one batch it never clips), so its ranges depend on the calibration batch order.
-On seeded zoo networks MSE ranges are 0.3-1.7 dB closer to fp32 than minmax's on held-out photos, and ahead of
+On seeded zoo networks MSE ranges are 0.7-1.7 dB closer to fp32 than minmax's on held-out photos, and ahead of
 ORT's entropy (docs/results/int8-vs-modelopt.md); on the trained digits network minmax keeps outliers that matter
-(mse: -1.7 dB), which is why minmax stays the default and `--calib-method auto` judges both on tensors held out
+(mse: -1.4 dB), which is why minmax stays the default and `--calib-method auto` judges both on tensors held out
 of their calibration.
 """
 
