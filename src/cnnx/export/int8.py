@@ -58,6 +58,7 @@ from .qdq_tensorrt import (
     per_channel_dequantized,
     place,
     placement_summary,
+    pooled_ranges,
     weight_axis,
 )
 from .variant import Source, Variant
@@ -301,7 +302,8 @@ def layer_noise(quantizer: Quantizer, probe: np.ndarray) -> dict[str, float]:
     Q/DQ'd input activation (with the calibrated range, on the fp32 activations of the probe tensors)
     plus that of its per-channel Q/DQ'd weights. A node whose input has outliers that stretch its range,
     or whose weights have outlier channels, scores high; one pass of the fp32 graph ranks all nodes."""
-    fp32, ranges, form = quantizer.fp32, quantizer.ranges, quantizer.recipe
+    # MaxPool outputs at their input's scale, as both forms write them (ONNX Runtime's quantizer shares it too)
+    fp32, ranges, form = quantizer.fp32, pooled_ranges(quantizer.fp32, quantizer.ranges), quantizer.recipe
     inits = {i.name: i for i in fp32.graph.initializer}
     layers = [n for n in fp32.graph.node if n.op_type in WEIGHTED_OPS]
     inputs = sorted({n.input[0] for n in layers if n.input[0] in ranges})

@@ -151,6 +151,18 @@ def weight_axis(node: onnx.NodeProto) -> int:
     return 0 if node.op_type == "Conv" else 1
 
 
+def pooled_ranges(fp32: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
+                  edges: set[tuple[str, int]] | None = None) -> dict[str, tuple[float, float]]:
+    """`ranges` with each MaxPool's output range set to its input's (rule 5) where its input is quantized (every
+    MaxPool whose input has a range when `edges` is None): the ranges its quantized readers see."""
+    pooled = dict(ranges)
+    for node in fp32.graph.node:  # in graph order: a MaxPool after a MaxPool inherits the first one's range
+        if (node.op_type == "MaxPool" and node.input[0] in pooled
+                and (edges is None or (node.name, 0) in edges)):
+            pooled[node.output[0]] = pooled[node.input[0]]
+    return pooled
+
+
 def place(fp32: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
           float_layers: Iterable[str] = ()) -> onnx.ModelProto:
     """A copy of `fp32` with Q/DQ on its quantized edges (activation scales from the calibrated `ranges`, symmetric)
@@ -158,10 +170,7 @@ def place(fp32: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
     floats = set(float_layers)
     edges = quantized_edges(fp32, floats)
     layers = {n.name: n for n in weighted_layers(fp32) if n.name not in floats}
-    ranges = dict(ranges)
-    for node in fp32.graph.node:  # in graph order: a MaxPool after a MaxPool inherits the first one's range
-        if node.op_type == "MaxPool" and (node.name, 0) in edges and node.input[0] in ranges:
-            ranges[node.output[0]] = ranges[node.input[0]]
+    ranges = pooled_ranges(fp32, ranges, edges)
     initializers = {i.name: i for i in fp32.graph.initializer}
     proto = onnx.ModelProto()
     proto.CopyFrom(fp32)
