@@ -92,11 +92,11 @@ def _onnx_backend(path: Path, backend: str | None) -> str | None:
 
 
 def _artifact(path: Path, manifest: Manifest, backend: str, run: Callable[[np.ndarray], np.ndarray]) -> Candidate:
-    if manifest.output is None or manifest.preprocess is None:  # only a manifest_candidate gets here: load refuses
-        raise UsageError(f"the manifest of '{path}' records no output tensor or preprocessing",
-                         "build the plan from an artifact written by `cnnx export`")
+    from .runtime import classifier_io
+
+    output, preprocess = classifier_io(path, manifest)
     return Candidate(name=str(path), model=manifest.model, precision=manifest.precision or "?", backend=backend,
-                     run=run, preprocess=manifest.preprocess, num_classes=int(manifest.output.shape[-1]),
+                     run=run, preprocess=preprocess, num_classes=int(output.shape[-1]),
                      class_names=class_names(manifest),
                      max_batch=manifest.max_batch if isinstance(manifest, PlanManifest) else None)
 

@@ -33,12 +33,13 @@ from PIL import Image
 from .backends import Backend, artifact_backend, check_mode
 from .backends.base import Runner, RunOptions
 from .backends.onnxruntime import OnnxRuntimeRunner, int8_kernels_saturate
-from .data import load_image, preprocess, to_rgb
+from .data import Preprocess, load_image, preprocess, to_rgb
 from .errors import BackendUnavailable, UsageError
 from .manifest import (
     Manifest,
     OnnxManifest,
     PlanManifest,
+    TensorSpec,
     class_names,
     manifest_kind,
     read_manifest,
@@ -96,6 +97,15 @@ def manifest_needs_vnni(manifest: Manifest, backend: Backend) -> bool:
             and backend.runner_class() is OnnxRuntimeRunner and int8_kernels_saturate())
 
 
+def classifier_io(path: Path, manifest: Manifest) -> tuple[TensorSpec, Preprocess]:
+    """The output tensor and the preprocessing of a classifier's manifest; refused when it records neither."""
+    if manifest.output is None or manifest.preprocess is None:
+        raise UsageError(f"the manifest of '{path}' records no output tensor or preprocessing (a plan built "
+                         "from an ONNX file without a cnnx manifest)",
+                         "build the plan from an artifact written by `cnnx export`")
+    return manifest.output, manifest.preprocess
+
+
 class Predictor:
     """A loaded artifact. `predictor(batch)` -> logits; `predictor.classify(images, topk)` -> labels.
 
@@ -105,10 +115,7 @@ class Predictor:
     or "throughput") and concurrency (how many calls the backend serves at once in throughput mode)."""
 
     def __init__(self, path: Path, manifest: Manifest, runner: Runner):
-        if manifest.output is None or manifest.preprocess is None:
-            raise UsageError(f"the manifest of '{path}' records no output tensor or preprocessing (a plan built "
-                             "from an ONNX file without a cnnx manifest)",
-                             "build the plan from an artifact written by `cnnx export`")
+        output, self.preprocess = classifier_io(path, manifest)
         self.path = path
         self.manifest = manifest
         self.backend = runner.backend
@@ -118,11 +125,10 @@ class Predictor:
         self.model: str = manifest.model
         self.precision: str = manifest.precision or "?"
         self.input_name: str = manifest.input.name
-        self.output_name: str = manifest.output.name
+        self.output_name: str = output.name
         self.input_shape: tuple = tuple(manifest.input.shape)
         self.image_shape: tuple[int, ...] = manifest.input.dims
-        num_classes = int(manifest.output.shape[-1])
-        self.preprocess = manifest.preprocess
+        num_classes = int(output.shape[-1])
         # a TensorRT plan accepts batches up to its optimisation profile's maximum; ONNX any batch
         self.max_batch: int | None = manifest.max_batch if isinstance(manifest, PlanManifest) else None
         # the names recorded at export (--labels), ImageNet's for 1000 outputs, else numbered classes
