@@ -10,6 +10,7 @@ import csv
 import json
 import shutil
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,13 @@ from cnnx.eval import (
     artifact_candidate,
     evaluate,
     labeled_images,
+    manifest_candidate,
     read_ground_truth,
     resolve_labels,
     spread_subset,
 )
 from cnnx.export.pipeline import ExportOptions, export_model
+from plans import plan_manifest, write_fake_plan
 
 SIZE = 64  # a small input keeps the artifacts fast; the manifest records it, so eval applies it
 
@@ -238,3 +241,16 @@ def test_nothing_to_evaluate_and_eager_options_without_model(run_cli, artifacts,
     assert run_cli("eval", "--data", tmp_path).exit_code == 2
     result = run_cli("eval", artifacts["fp32"], "--data", tmp_path, "--weights", "x.pth")
     assert result.exit_code == 2 and "--model NAME" in result.stderr
+
+
+def test_a_plan_is_judged_by_its_manifest_without_tensorrt(tmp_path):
+    """The Ray eval driver reads a plan's facts from its manifest: no TensorRT on the head node is needed (none is
+    installed here, so loading it would fail), and a plan whose manifest cannot say how to feed it is refused."""
+    plan = write_fake_plan(tmp_path, plan_manifest(max_batch=8))
+    candidate = manifest_candidate(plan, backend="onnxruntime")  # a plan runs on TensorRT whatever is asked
+    assert (candidate.model, candidate.backend, candidate.num_classes, candidate.max_batch) == ("nin", "tensorrt",
+                                                                                                1000, 8)
+    (tmp_path / "bare").mkdir()
+    bare = write_fake_plan(tmp_path / "bare", replace(plan_manifest(), output=None))
+    with pytest.raises(UsageError, match="records no output tensor or preprocessing"):
+        manifest_candidate(bare)
