@@ -121,6 +121,47 @@ def test_a_float_layer_reads_float_values_behind_a_shared_pool(resnet18_export):
     assert (pool.name, 0) not in qdq_tensorrt.quantized_edges(proto, [conv])
 
 
+def _pool_chain(float_reader: bool) -> onnx.ModelProto:
+    """conv -> relu -> maxpool -> maxpool -> conv, and with `float_reader` a third conv reading the first pool."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = [numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), f"w{i}") for i in range(3)]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], name="conv0"),
+             helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+             helper.make_node("MaxPool", ["r0"], ["p0"], name="pool0", kernel_shape=[2, 2]),
+             helper.make_node("MaxPool", ["p0"], ["p1"], name="pool1", kernel_shape=[2, 2]),
+             helper.make_node("Conv", ["p1", "w1"], ["y"], name="conv1")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if float_reader:
+        nodes.append(helper.make_node("Conv", ["p0", "w2"], ["z"], name="conv2"))
+        outputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "pools", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              outputs, weights)
+    return helper.make_model(graph)
+
+
+@pytest.mark.parametrize("float_reader", [False, True])
+def test_a_maxpool_between_quantized_tensors_keeps_its_input_scale(float_reader):
+    """Rule 5: a MaxPool's maxima are on its input's grid, so its output's Q takes its input's scale (a chain
+    of pools the first one's) and rounds nothing again. A pool that a float layer also reads runs in float
+    (its input is not quantized): its output's Q keeps the output's own range, which the next pool inherits."""
+    ranges = {"x": (-1.0, 1.0), "r0": (0.0, 2.0), "p0": (0.0, 3.0), "p1": (0.0, 4.0)}
+    floats = ["conv2"] if float_reader else []
+    placed = qdq_tensorrt.place(_pool_chain(float_reader), ranges, floats)
+    values = {i.name: float(onnx.numpy_helper.to_array(i)) for i in placed.graph.initializer if i.name.endswith(
+        "_qdq_scale") and not i.dims}
+    scale = {tensor: values.get(f"{tensor}_qdq_scale") for tensor in ("r0", "p0", "p1")}
+
+    def step(peak: float) -> float:
+        return float(np.float32(peak / 127))
+
+    if float_reader:  # pool0 runs in float; pool1 runs between its quantized input and output
+        assert scale == {"r0": None, "p0": step(3.0), "p1": step(3.0)}
+    else:
+        assert scale == {"r0": step(2.0), "p0": step(2.0), "p1": step(2.0)}
+    assert qdq_tensorrt.pooled_ranges(_pool_chain(False), ranges)["p1"] == (0.0, 2.0)  # no edges: every MaxPool
+
+
 def test_cpu_form_uses_uint8_activations_and_int8_weights(resnet18_export, tmp_path):
     out, results = resnet18_export
     calib = load_calibration("samples", get_spec("resnet18"), CALIB)

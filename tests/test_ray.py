@@ -440,6 +440,19 @@ def test_an_artifact_that_fails_its_manifest_check_fails_before_any_work(run_cli
         assert time.monotonic() - started < 20
 
 
+def test_predict_refuses_before_any_work_what_cnnx_load_refuses(run_cli, artifacts, inputs, tmp_path):
+    """A manifest passed as the artifact, and a plan whose manifest cannot say how to feed it, are refused by the
+    driver as `cnnx.load` refuses them, before it connects (the address has no cluster behind it)."""
+    from plans import plan_manifest, write_fake_plan
+
+    bare = write_fake_plan(tmp_path, replace(plan_manifest(), output=None))
+    nowhere = f"127.0.0.1:{free_port()}"
+    for artifact, said in ((artifacts["fp32"].with_suffix(".json"), "manifest"),
+                           (bare, "records no output tensor or preprocessing")):
+        result = run_cli("predict", artifact, *inputs, "--ray", nowhere)
+        assert result.exit_code == 2 and said in result.stderr and "Ray" not in result.stderr, result.output
+
+
 def test_the_eval_driver_reads_what_it_needs_from_the_manifests(artifacts):
     """`cnnx eval --ray`'s driver opens no backend (it may have none: a TensorRT plan from a CPU-only head node):
     what it reads from an artifact's manifest is what loading the artifact tells, and it does not run."""

@@ -78,13 +78,11 @@ def manifest_candidate(path: str | Path, backend: str | None = None) -> Candidat
     opening `backend`: enough for check_evaluation and summarize, for a driver whose workers run the artifact
     (cnnx.bulk on Ray), where the backend may be unusable (a TensorRT plan from a CPU-only head node). It does
     not run."""
-    from .backends import artifact_backend
-    from .manifest import manifest_kind, read_manifest, refuse_manifest_as_artifact
+    from .runtime import checked_artifact
 
     path = Path(path)
-    refuse_manifest_as_artifact(path)  # then the backend, then the manifest: cnnx.load's order, and its errors
-    chosen = artifact_backend(path, _onnx_backend(path, backend))
-    return _artifact(path, read_manifest(path, manifest_kind(path)), chosen.name, _not_loaded)
+    chosen, manifest = checked_artifact(path, _onnx_backend(path, backend))  # cnnx.load's checks and errors
+    return _artifact(path, manifest, chosen.name, _not_loaded)
 
 
 def _onnx_backend(path: Path, backend: str | None) -> str | None:

@@ -72,15 +72,8 @@ def load(path: str | Path, backend: str | None = None, *, threads: int | None = 
 
     A Predictor holds the backend's session or engine until `close()` (or the end of a `with` block)."""
     path = Path(path)
-    refuse_manifest_as_artifact(path)
-    chosen = artifact_backend(path, backend)
-    manifest = read_manifest(path, manifest_kind(path))
+    chosen, manifest = checked_artifact(path, backend)
     options = RunOptions(threads=threads, mode=check_mode(mode), max_requests=max_requests)
-    if manifest_needs_vnni(manifest, chosen):
-        warnings.warn(f"'{path.name}' has 8-bit int8 weights for CPUs with VNNI, and ONNX Runtime's int8 kernels "
-                      "saturate on this CPU: it loses accuracy here (its manifest's `kernels` entry shows how much "
-                      "on the machine it was exported on). Re-export it with `--int8-cpus any` for CPUs without "
-                      "VNNI.", RuntimeWarning, stacklevel=2)
     try:
         runner = chosen.open(path, options)
     except BackendUnavailable as exc:
@@ -88,6 +81,23 @@ def load(path: str | Path, backend: str | None = None, *, threads: int | None = 
                                  exc.hint or "run it on a machine where that backend is usable (cnnx doctor), or "
                                              "pass the ONNX artifact to a backend that is") from None
     return Predictor(path, manifest, runner)
+
+
+def checked_artifact(path: Path, backend: str | None) -> tuple[Backend, Manifest]:
+    """What cnnx.load checks before it opens anything, also for drivers that only read the facts (cnnx.bulk):
+    `path` is an artifact (not its manifest) that the backend opens, its manifest matches it and says how to
+    feed it and read its classes. Warns when an int8 artifact for VNNI CPUs is about to run on ONNX Runtime's
+    kernels that saturate on this CPU."""
+    refuse_manifest_as_artifact(path)
+    chosen = artifact_backend(path, backend)
+    manifest = read_manifest(path, manifest_kind(path))
+    classifier_io(path, manifest)
+    if manifest_needs_vnni(manifest, chosen):
+        warnings.warn(f"'{path.name}' has 8-bit int8 weights for CPUs with VNNI, and ONNX Runtime's int8 kernels "
+                      "saturate on this CPU: it loses accuracy here (its manifest's `kernels` entry shows how much "
+                      "on the machine it was exported on). Re-export it with `--int8-cpus any` for CPUs without "
+                      "VNNI.", RuntimeWarning, stacklevel=3)
+    return chosen, manifest
 
 
 def manifest_needs_vnni(manifest: Manifest, backend: Backend) -> bool:

@@ -13,7 +13,7 @@ import shutil
 import socket
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,7 +297,7 @@ class BlockActor(ABC):
     images it is handed (`answer`), as one pickled object per block, which run_blocks hands on as it was made.
     An actor that could not load the artifacts answers every block with the CnnxError instead, for the driver
     to raise: an exception raised here would reach the driver as text in a Ray error, without its message,
-    hint and exit code."""
+    hint and exit code. A subclass sets what its `load` needs before it calls this __init__, which loads."""
 
     def __init__(self, artifacts: list, backend: str | None, threads: int, workdir: str):
         import ray
@@ -325,12 +325,16 @@ class BlockActor(ABC):
         """The answer to a block (its columns, as numpy arrays)."""
 
     def __call__(self, block: dict) -> dict:
-        return {BLOCK: block[BLOCK][:1], "answer": [pickle.dumps(self.failure or self.answer(block))]}
+        # run_blocks counts on Ray Data handing over its blocks whole (from_arrow, batch_size=None), one per call:
+        # the row count (-1: rows of several blocks) lets it check that instead of losing or mixing up inputs
+        rows = len(block[BLOCK]) if len(set(block[BLOCK].tolist())) == 1 else -1
+        return {BLOCK: block[BLOCK][:1], "rows": [rows],
+                "answer": [pickle.dumps(self.failure or self.answer(block))]}
 
 
 def run_blocks(actor: type[BlockActor], artifacts: list[ShippedArtifact], blocks: list[dict[str, list]], *,
                options: RayOptions, gpu: bool, progress: Callable[[int, int], None] | None = None,
-               **settings: Any) -> Iterator[tuple[int, Any]]:
+               **settings: Any) -> Generator[tuple[int, Any], None, None]:
     """A bulk job on Ray: the blocks (columns of the same length, "image" among them) handed to a pool of
     `actor`s, each built with the shipped `artifacts`, the backend and threads of `options`, and `settings`.
     Yields (the block's index, its answer) as the answers arrive, each block once: the answer of a block that
@@ -351,17 +355,22 @@ def run_blocks(actor: type[BlockActor], artifacts: list[ShippedArtifact], blocks
             **actor_pool(ray, options, gpu, len(tables)))
         images = 0
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for key, payload in zip(batch[BLOCK], batch["answer"]):
-                answer = pickle.loads(payload)
+            for number, rows, payload in zip(batch[BLOCK], batch["rows"], batch["answer"]):
+                answer, key = pickle.loads(payload), int(number)
                 if isinstance(answer, CnnxError):  # an actor could not load the artifacts
                     raise answer
-                if int(key) in done:
+                if rows != len(blocks[key]["image"]):
+                    raise BackendUnavailable(f"Ray handed an actor {'rows of several blocks' if rows < 0 else rows} "
+                                             f"instead of block {key}'s {len(blocks[key]['image'])} images",
+                                             "cnnx needs Ray Data to keep the blocks it is given whole; report "
+                                             "this with your Ray version")
+                if key in done:
                     continue
-                done.add(int(key))
-                images += len(blocks[int(key)]["image"])
+                done.add(key)
+                images += len(blocks[key]["image"])
                 if progress:
                     progress(images, total)
-                yield int(key), answer
+                yield key, answer
     if len(done) != len(blocks):
         lost = [image for k, block in enumerate(blocks) if k not in done for image in block["image"]]
         raise BackendUnavailable(f"the Ray job ended without answers for {len(lost)} of {total} images "

@@ -10,14 +10,13 @@ leaving a silent gap.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backends import artifact_backend
 from ..errors import UsageError
-from ..manifest import read_manifest
 from .classify import classify_sources
 from .cluster import DEFAULT_OPTIONS, BlockActor, RayOptions, ShippedArtifact, require_ray, run_blocks
 from .files import list_images
@@ -58,13 +57,16 @@ class RayPredictions:
     options: RayOptions
     gpu: bool
 
-    def run(self, progress: Callable[[int, int], None] | None = None) -> Iterator[list[dict]]:
-        """The answers; `progress(done, total)` is called as they arrive."""
+    def run(self, progress: Callable[[int, int], None] | None = None) -> Generator[list[dict], None, None]:
+        """The answers; `progress(done, total)` is called as they arrive. Closing it (or leaving a `for` loop
+        over it early) ends the Ray job and its connection at once."""
         step = self.options.batch
         blocks = [{"image": self.sources[i:i + step]} for i in range(0, len(self.sources), step)]
         answers = run_blocks(ImageClassifier, [self.artifact], blocks, options=self.options, gpu=self.gpu,
                              progress=progress, topk=self.topk)
-        return (entries for _, entries in answers)
+        with contextlib.closing(answers):
+            for _, entries in answers:
+                yield entries
 
     def __iter__(self) -> Iterator[list[dict]]:
         return self.run()
@@ -79,8 +81,10 @@ def predictions(artifact: str | Path, inputs: Sequence[str | Path], *, topk: int
         raise UsageError(f"topk must be a positive integer, not {topk!r}")
     options.check()
     require_ray()  # Ray, and the pyarrow it brings, before the files are listed
-    backend = artifact_backend(artifact, options.backend)
-    manifest = read_manifest(artifact)  # refuses a modified, truncated or mismatched artifact
+    from ..runtime import checked_artifact
+
+    # cnnx.load's checks (a modified, truncated or mismatched artifact is refused), without opening it here
+    backend, manifest = checked_artifact(Path(artifact), options.backend)
     if not inputs:
         raise UsageError("no images to classify", "pass image files, folders, globs or URIs")
     return RayPredictions(ShippedArtifact.read(artifact), manifest.model, manifest.precision or "?", backend.name,
@@ -114,7 +118,8 @@ def predict(artifact: str | Path, inputs: Sequence[str | Path], output: str | Pa
     output_format(output)
     job = predictions(artifact, inputs, topk=topk, options=options)
     summary = PredictSummary(str(output), job.model, job.precision, job.backend)
-    write_predictions(job.run(progress), summary, topk)
+    with contextlib.closing(job.run(progress)) as batches:  # a failed write ends the Ray job at once
+        write_predictions(batches, summary, topk)
     summary.seconds = round(time.perf_counter() - start, 2)
     return summary
 

@@ -62,12 +62,17 @@ def images_progress(label: str, enabled: bool):
                    TimeElapsedColumn(), TextColumn("{task.fields[running]}"), console=err_console, transient=True,
                    disable=not (enabled and err_console.is_terminal))
     task = bar.add_task(label, total=None, rate="", running="")
-    start = time.perf_counter()
+    first: list[tuple[float, int]] = []  # (time, images done) at the first update: the rate counts from there,
+    # after the artifact is loaded and the files listed (minutes for a bucket), which the bar's clock includes
 
     def update(done: int, total: int, running: dict | None = None) -> None:
+        now = time.perf_counter()
+        if not first:
+            first.append((now, done))
+        since, done_then = first[0]
+        rate = f"{(done - done_then) / (now - since):.0f} img/s" if done > done_then else ""
         accuracy = "  ".join(f"{Path(name).stem} {100 * top1:.1f}%" for name, top1 in (running or {}).items())
-        bar.update(task, completed=done, total=total, rate=f"{done / (time.perf_counter() - start):.0f} img/s",
-                   running=f"top-1: {accuracy}" if accuracy else "")
+        bar.update(task, completed=done, total=total, rate=rate, running=f"top-1: {accuracy}" if accuracy else "")
 
     with bar:
         yield update
