@@ -365,17 +365,14 @@ def compare_model(model: str, args: argparse.Namespace) -> dict:
     fp32 = {"bytes": made["fp32"].stat().st_size, "signal_per_input": energy_per_input(reference)}
     if made["labels"] is not None:
         fp32["accuracy"] = float(np.mean(reference.argmax(1) == made["labels"]))
-    rows = {"cnnx": {"path": str(made["int8"]), "placement": placement(made["int8"]),
-                     **accuracy(made["int8"], made["x"], reference, made["labels"])},
-            "cnnx calib mse": {"path": str(made["int8_mse"]), "placement": placement(made["int8_mse"]),
-                               **accuracy(made["int8_mse"], made["x"], reference, made["labels"])},
-            "cnnx calib auto": {"path": str(made["int8_auto"]), "placement": placement(made["int8_auto"]),
-                                "choice": made["auto_choice"],
-                                **accuracy(made["int8_auto"], made["x"], reference, made["labels"])}}
+    def row(path: Path, **facts) -> dict:
+        return {"path": str(path), **facts, "placement": placement(path),
+                **accuracy(path, made["x"], reference, made["labels"])}
+
+    rows = {"cnnx": row(made["int8"]), "cnnx calib mse": row(made["int8_mse"]),
+            "cnnx calib auto": row(made["int8_auto"], choice=made["auto_choice"])}
     for name, run in modelopt.items():
-        rows[f"modelopt {name}"] = {"path": str(run["path"]), "seconds": run["seconds"], "versions": run["versions"],
-                                    "placement": placement(run["path"]),
-                                    **accuracy(run["path"], made["x"], reference, made["labels"])}
+        rows[f"modelopt {name}"] = row(run["path"], seconds=run["seconds"], versions=run["versions"])
     return {"model": model, "calibration": made["calibration"], "held_out": made["held_out"], "fp32": fp32,
             "cnnx_manifest_check": made["cnnx_check"], "quantizers": rows,
             "seconds": round(time.perf_counter() - start, 1)}

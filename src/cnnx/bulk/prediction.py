@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,16 +118,17 @@ def predict(artifact: str | Path, inputs: Sequence[str | Path], output: str | Pa
     output_format(output)
     job = predictions(artifact, inputs, topk=topk, options=options)
     summary = PredictSummary(str(output), job.model, job.precision, job.backend)
-    with contextlib.closing(job.run(progress)) as batches:  # a failed write ends the Ray job at once
-        write_predictions(batches, summary, topk)
+    write_predictions(job.run(progress), summary, topk)
     summary.seconds = round(time.perf_counter() - start, 2)
     return summary
 
 
-def write_predictions(batches: Iterable[list[dict]], summary: PredictSummary, topk: int) -> PredictSummary:
+def write_predictions(batches: Generator[list[dict], None, None], summary: PredictSummary, topk: int
+                      ) -> PredictSummary:
     """Write the batches of entries to `summary.output` and count them into `summary`: `predict` with the
-    answers of Ray, `cnnx predict --output` with those of one process."""
-    with prediction_writer(summary.output, topk) as write:
+    answers of Ray, `cnnx predict --output` with those on Ray or in one process. The batches are closed when
+    the writing stops, also when it fails: a Ray job ends at once."""
+    with contextlib.closing(batches), prediction_writer(summary.output, topk) as write:
         for entries in batches:
             write(entries)
             failed = [e for e in entries if "error" in e]

@@ -50,22 +50,16 @@ def predict_cmd(artifact: Path, images: tuple[str, ...], topk: int, backend: str
     if output is not None:  # a bad suffix, Parquet without pyarrow, an unwritable folder: all before any work
         output_format(output)
         prepare_output_file(output, "--output")
-        summary = _to_file(artifact, images, output, topk, settings, backend, threads, batch)
+    model, precision, backend_name, run = _answers(artifact, images, topk, settings, backend, threads, batch)
+    if output is not None:
+        summary = _to_file(run, output, topk, model, precision, backend_name)
         _print_predictions(summary.failures, None)
         if summary.failed > len(summary.failures):
             err_console.print(f"... and {summary.failed - len(summary.failures)} more failed: see {output}",
                               highlight=False)
-        model, precision, backend_name = summary.model, summary.precision, summary.backend
         classified, failed = summary.classified, summary.failed
         answers: dict = {"output": str(output)}
     else:
-        if settings is not None:
-            from ..bulk import predictions
-
-            job = predictions(artifact, images, topk=topk, options=settings)
-            model, precision, backend_name, run = job.model, job.precision, job.backend, job.run
-        else:
-            model, precision, backend_name, run = _in_process(artifact, images, topk, backend, threads, batch)
         results: list[dict] = []  # with --json: one entry per IMAGE, its predictions or its error
         classified = failed = 0
         # Bounded batches, each printed as soon as it is classified: memory stays flat in the images.
@@ -89,17 +83,23 @@ def predict_cmd(artifact: Path, images: tuple[str, ...], topk: int, backend: str
         click.get_current_context().exit(2)
 
 
-def _to_file(artifact: Path, images, output: Path, topk: int, settings, backend: str | None, threads: int | None,
-             batch: int):
-    """--output: every answer written to the file, with a progress bar; on Ray by cnnx.bulk.predict, in one
-    process by the same writer. Returns the PredictSummary."""
-    from ..bulk.prediction import PredictSummary, predict, write_predictions
+def _answers(artifact: Path, images, topk: int, settings, backend: str | None, threads: int | None, batch: int):
+    """(model, precision, backend, run): the artifact checked and the files listed, on Ray (`settings`) or in
+    this process; run(progress) yields the answers batch by batch."""
+    if settings is None:
+        return _in_process(artifact, images, topk, backend, threads, batch)
+    from ..bulk import predictions
+
+    job = predictions(artifact, images, topk=topk, options=settings)
+    return job.model, job.precision, job.backend, job.run
+
+
+def _to_file(run, output: Path, topk: int, model: str, precision: str, backend: str):
+    """--output: every answer written to the file (cnnx.bulk.predict's writer), with a progress bar."""
+    from ..bulk.prediction import PredictSummary, write_predictions
 
     with images_progress("predict", True) as progress:
-        if settings is not None:
-            return predict(artifact, images, output, topk=topk, options=settings, progress=progress)
-        model, precision, backend_name, run = _in_process(artifact, images, topk, backend, threads, batch)
-        return write_predictions(run(progress), PredictSummary(str(output), model, precision, backend_name), topk)
+        return write_predictions(run(progress), PredictSummary(str(output), model, precision, backend), topk)
 
 
 def _in_process(artifact: Path, images, topk: int, backend: str | None, threads: int | None, batch: int):

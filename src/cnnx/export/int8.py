@@ -302,7 +302,8 @@ def layer_noise(quantizer: Quantizer, probe: np.ndarray) -> dict[str, float]:
     Q/DQ'd input activation (with the calibrated range, on the fp32 activations of the probe tensors)
     plus that of its per-channel Q/DQ'd weights. A node whose input has outliers that stretch its range,
     or whose weights have outlier channels, scores high; one pass of the fp32 graph ranks all nodes."""
-    # MaxPool outputs at their input's scale, as both forms write them (ONNX Runtime's quantizer shares it too)
+    # MaxPool outputs at their input's scale, as both forms write them (ONNX Runtime's quantizer shares it too);
+    # a pool that a float layer also reads keeps its own scale in the tensorrt form, which this ranking ignores
     fp32, ranges, form = quantizer.fp32, pooled_ranges(quantizer.fp32, quantizer.ranges), quantizer.recipe
     inits = {i.name: i for i in fp32.graph.initializer}
     layers = [n for n in fp32.graph.node if n.op_type in WEIGHTED_OPS]
